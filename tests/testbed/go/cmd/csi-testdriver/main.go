@@ -1,0 +1,113 @@
+// Command csi-testdriver serves the CSI driver that Kubernetes' own e2e suite
+// uses to exercise the kubernetes-csi sidecars
+// (k8s.io/kubernetes/test/e2e/storage/drivers/csi-test/mock/service) on a
+// unix socket, with flags named like csi-driver-host-path's.
+//
+// It exists because the module proxy these machines reach refuses every
+// version of github.com/kubernetes-csi/csi-driver-host-path. The service keeps
+// its volumes in memory: a restart forgets them. The three volumes and three
+// snapshots the service seeds itself with are deleted at start, so
+// ListVolumes reports exactly what sidecars created.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"k8s.io/kubernetes/test/e2e/storage/drivers/csi-test/mock/service"
+)
+
+func main() {
+	endpoint := flag.String("endpoint", "unix:///tmp/csi.sock", "CSI endpoint, unix://<path> or a bare path")
+	driverName := flag.String("drivername", "hostpath.csi.k8s.io", "name reported by GetPluginInfo")
+	enableAttach := flag.Bool("enable-attach", false, "advertise PUBLISH_UNPUBLISH_VOLUME")
+	enableTopology := flag.Bool("enable-topology", false, "advertise VOLUME_ACCESSIBILITY_CONSTRAINTS")
+	attachLimit := flag.Int64("attach-limit", 0, "NodeGetInfo max_volumes_per_node (0 = unlimited)")
+	logCalls := flag.Bool("log-calls", true, "log every RPC with its status code")
+	flag.Parse()
+
+	svc := service.New(service.Config{
+		DriverName:     *driverName,
+		DisableAttach:  !*enableAttach,
+		EnableTopology: *enableTopology,
+		AttachLimit:    *attachLimit,
+	})
+	if err := dropSeededObjects(svc); err != nil {
+		log.Fatalf("removing seeded volumes: %v", err)
+	}
+
+	path := strings.TrimPrefix(*endpoint, "unix://")
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		log.Fatalf("removing stale socket %s: %v", path, err)
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		log.Fatalf("listen on %s: %v", path, err)
+	}
+
+	var opts []grpc.ServerOption
+	if *logCalls {
+		opts = append(opts, grpc.UnaryInterceptor(logInterceptor))
+	}
+	srv := grpc.NewServer(opts...)
+	csi.RegisterIdentityServer(srv, svc)
+	csi.RegisterControllerServer(srv, svc)
+	csi.RegisterNodeServer(srv, svc)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sig
+		srv.Stop()
+	}()
+	log.Printf("csi-testdriver %s serving on %s", *driverName, path)
+	if err := srv.Serve(lis); err != nil {
+		log.Fatalf("serve: %v", err)
+	}
+}
+
+// dropSeededObjects deletes what service.New pre-creates, through the CSI
+// calls themselves, so the driver starts empty.
+func dropSeededObjects(svc service.Service) error {
+	ctx := context.Background()
+	vols, err := svc.ListVolumes(ctx, &csi.ListVolumesRequest{})
+	if err != nil {
+		return err
+	}
+	for _, e := range vols.GetEntries() {
+		if _, err := svc.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: e.GetVolume().GetVolumeId()}); err != nil {
+			return fmt.Errorf("volume %s: %w", e.GetVolume().GetVolumeId(), err)
+		}
+	}
+	snaps, err := svc.ListSnapshots(ctx, &csi.ListSnapshotsRequest{})
+	if err != nil {
+		return err
+	}
+	for _, e := range snaps.GetEntries() {
+		if _, err := svc.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: e.GetSnapshot().GetSnapshotId()}); err != nil {
+			return fmt.Errorf("snapshot %s: %w", e.GetSnapshot().GetSnapshotId(), err)
+		}
+	}
+	return nil
+}
+
+// logInterceptor prints one line per RPC: method, status code and duration.
+// Requests are not printed, so secrets never reach this log.
+func logInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	log.Printf("%s %s %s", info.FullMethod, status.Code(err), time.Since(start).Round(time.Microsecond))
+	return resp, err
+}
