@@ -1,0 +1,58 @@
+//! Real-cluster test bed for the CSI sidecars.
+//!
+//! [`Testbed::start`] gives a test a Kubernetes API server and a place to run
+//! processes:
+//!
+//! * **Local mode** (default): etcd, kube-apiserver and
+//!   kube-controller-manager run as child processes on 127.0.0.1, built by
+//!   `tests/testbed/build.sh core` (or taken from `$CSI_TESTBED_BIN`). No
+//!   kubelet, no scheduler: tests create Nodes/CSINodes themselves
+//!   ([`Testbed::create_node_with_csinode`]).
+//! * **External mode**: with `$KUBECONFIG` set (e.g. to a kind cluster's
+//!   kubeconfig) that cluster is used instead and no control plane is
+//!   started: `KUBECONFIG=$HOME/.kube/config cargo test -p <crate>`.
+//!
+//! The CSI driver is `csi-testdriver` ([`Testbed::start_driver`]),
+//! Kubernetes' e2e mock CSI service with volumes in memory. Sidecars are
+//! started with [`Testbed::spawn`], usually with a kubeconfig from
+//! [`Testbed::service_account_kubeconfig`] so they run under upstream's RBAC
+//! (see `manifests/` and [`Testbed::apply_manifest`]).
+//!
+//! Missing binaries make [`Testbed::start`] fail with the command that
+//! builds them: tests fail, they never skip. Every child writes to
+//! `<run dir>/logs/<name>.log`; [`Testbed::run_test`] prints those logs when
+//! a test body fails. `CSI_TESTBED_KEEP=1` keeps the run directory.
+
+mod binaries;
+mod cluster;
+mod control_plane;
+mod driver;
+mod error;
+mod kubeconfig;
+mod logs;
+mod manifest;
+mod pki;
+mod process;
+mod testbed;
+
+pub use binaries::{BIN_ENV, CORE_BINARIES, build_command, build_script, repo_root};
+pub use cluster::{CONTROLLER_MANAGED_ATTACH, TOKEN_EXPIRATION_SECONDS};
+pub use control_plane::CONTROLLERS;
+pub use driver::{
+    DEFAULT_DRIVER_NAME, DRIVER_READY_TIMEOUT, DriverHandle, DriverOptions, wait_for_socket,
+};
+pub use error::{Error, Result};
+pub use kubeconfig::CONTEXT_NAME;
+pub use logs::{DUMP_LINES, tail_file};
+pub use manifest::{parse_documents, substitute};
+pub use pki::ADMIN_USER;
+pub use process::{ProcessHandle, STOP_GRACE};
+pub use testbed::{KEEP_ENV, Testbed, TestbedOptions};
+
+/// Path of a file in `tests/testbed/manifests/`, e.g.
+/// `manifest_path("rbac-csi-provisioner.yaml")`.
+pub fn manifest_path(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("manifests")
+        .join(file)
+}
