@@ -1,0 +1,20 @@
+//! Annotation, label and finalizer strings shared with upstream and with
+//! kube-controller-manager. Changing any of them breaks drop-in compatibility.
+
+/// PVC: the provisioner kube-controller-manager chose (GA key).
+pub const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
+/// PVC: the same, beta key (read when the GA key is absent).
+pub const BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
+/// PVC: node picked by the scheduler for WaitForFirstConsumer classes.
+pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+/// PV: which provisioner created it.
+pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+/// PV: name of the secret DeleteVolume needs ("" when none).
+pub const DELETION_SECRET_NAME: &str = "volume.kubernetes.io/provisioner-deletion-secret-name";
+/// PV: namespace of that secret ("" when none).
+pub const DELETION_SECRET_NAMESPACE: &str =
+    "volume.kubernetes.io/provisioner-deletion-secret-namespace";
+/// PV `spec.csi.volumeAttributes` key naming this provisioner instance.
+pub const PROVISIONER_IDENTITY: &str = "storage.kubernetes.io/csiProvisionerIdentity";
+/// PV finalizer held until DeleteVolume succeeded.
+pub const PV_FINALIZER: &str = "external-provisioner.volume.kubernetes.io/finalizer";

@@ -1,0 +1,190 @@
+//! csi-provisioner's command line: upstream v6.3.0's flags and defaults
+//! (contract A1.1), plus the shared sidecar, retry and logging flags from
+//! the runtime crate.
+
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+use sidecar_runtime::flags::{CommonArgs, LoggingArgs, RetryArgs, parse_go_duration};
+
+/// Marks flags that are accepted with upstream's default but whose behaviour
+/// is not implemented yet.
+const LATER: &str = "[accepted; behaviour not implemented yet in this release]";
+
+/// All csi-provisioner flags.
+#[derive(Debug, Parser)]
+#[command(name = "csi-provisioner", disable_version_flag = true)]
+#[command(
+    about = "Provisions PersistentVolumes through a CSI driver's CreateVolume/DeleteVolume (drop-in for kubernetes-csi external-provisioner)."
+)]
+pub struct ProvisionerArgs {
+    /// Shared sidecar flags.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Retry flags.
+    #[command(flatten)]
+    pub retry: RetryArgs,
+    /// Logging flags.
+    #[command(flatten)]
+    pub logging: LoggingArgs,
+
+    /// Master URL to build a client config from. Either this or kubeconfig needs to be set if the provisioner is being run out of cluster.
+    #[arg(long, default_value = "")]
+    pub master: String,
+    /// Prefix to apply to the name of a created volume.
+    #[arg(long, default_value = "pvc")]
+    pub volume_name_prefix: String,
+    /// Truncates generated UUID of a created volume to this length (-1 keeps it whole).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub volume_name_uuid_length: i64,
+    /// Number of provisioner worker threads, in other words nr. of simultaneous CSI calls.
+    #[arg(long, default_value_t = 100)]
+    pub worker_threads: usize,
+    /// Number of simultaneously running threads, handling cloning finalizer removal.
+    #[arg(long, default_value_t = 1, help = format!("Number of cloning-finalizer removal threads {LATER}"))]
+    pub cloning_protection_threads: usize,
+    /// Period of the orphaned snapshot-finalizer sweep; 0 disables it.
+    #[arg(long, default_value = "5m", value_parser = parse_go_duration, help = format!("Period of the orphaned snapshot-finalizer sweep; 0 disables it {LATER}"))]
+    pub snapshot_orphan_sweep_interval: Duration,
+    /// Number of simultaneously running threads, handling CSIStorageCapacity objects.
+    #[arg(long, default_value_t = 1, help = format!("Number of CSIStorageCapacity threads {LATER}"))]
+    pub capacity_threads: usize,
+    /// Timeout for waiting for creation or deletion of a volume (every CSI call).
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
+    pub timeout: Duration,
+    /// Late binding: pass only the selected node's topology.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Late binding: pass only the selected node's topology {LATER}"))]
+    pub strict_topology: bool,
+    /// Immediate binding: pass aggregated cluster topologies.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Immediate binding: pass aggregated cluster topologies {LATER}"))]
+    pub immediate_topology: bool,
+    /// Pass PVC and PV metadata to CreateVolume parameters (csi.storage.k8s.io/pvc/name, …/pvc/namespace, …/pv/name).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]
+    pub extra_create_metadata: bool,
+    /// Serve /debug/pprof on the HTTP endpoint.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Serve profiling endpoints {LATER}"))]
+    pub enable_pprof: bool,
+    /// fsType used when the StorageClass names none.
+    #[arg(long, default_value = "")]
+    pub default_fstype: String,
+    /// QPS of the client that writes CSIStorageCapacity objects.
+    #[arg(long, default_value_t = 1.0)]
+    pub kube_api_capacity_qps: f32,
+    /// Burst of the client that writes CSIStorageCapacity objects.
+    #[arg(long, default_value_t = 5)]
+    pub kube_api_capacity_burst: u32,
+    /// Produce CSIStorageCapacity objects.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Produce CSIStorageCapacity objects {LATER}"))]
+    pub enable_capacity: bool,
+    /// Also produce capacity for Immediate-binding storage classes.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Capacity for Immediate storage classes {LATER}"))]
+    pub capacity_for_immediate_binding: bool,
+    /// Period of GetCapacity polling.
+    #[arg(long, default_value = "1m", value_parser = parse_go_duration, help = format!("Period of GetCapacity polling {LATER}"))]
+    pub capacity_poll_interval: Duration,
+    /// Owner of CSIStorageCapacity objects: -1 none, 0 the pod, 1 its controller, …
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, help = format!("Owner level of CSIStorageCapacity objects {LATER}"))]
+    pub capacity_ownerref_level: i32,
+    /// Run one provisioner per node (needs NODE_NAME).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("One provisioner per node {LATER}"))]
+    pub node_deployment: bool,
+    /// In node mode, compete for Immediate-binding PVCs.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Node mode: claim Immediate PVCs {LATER}"))]
+    pub node_deployment_immediate_binding: bool,
+    /// In node mode, initial delay before claiming an Immediate PVC.
+    #[arg(long, default_value = "20s", value_parser = parse_go_duration, help = format!("Node mode base delay {LATER}"))]
+    pub node_deployment_base_delay: Duration,
+    /// In node mode, maximum delay before claiming an Immediate PVC.
+    #[arg(long, default_value = "60s", value_parser = parse_go_duration, help = format!("Node mode max delay {LATER}"))]
+    pub node_deployment_max_delay: Duration,
+    /// Set spec.csi.readOnly on PVs whose claim asks for ReadOnlyMany only.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]
+    pub controller_publish_readonly: bool,
+    /// Refuse restores from snapshots of another volume mode.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Prevent volume mode conversion on restore {LATER}"))]
+    pub prevent_volume_mode_conversion: bool,
+    /// Feature gates, Name=bool,...
+    #[arg(long, default_value = "", help = format!("Feature gates Name=bool,... (Topology, CrossNamespaceVolumeDataSource, VolumeAttributesClass, ReleaseLeaderElectionOnExit) {LATER}"))]
+    pub feature_gates: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ProvisionerArgs, clap::Error> {
+        let argv: Vec<std::ffi::OsString> = std::iter::once("csi-provisioner")
+            .chain(args.iter().copied())
+            .map(Into::into)
+            .collect();
+        sidecar_runtime::flags::try_parse_from::<ProvisionerArgs, _>(argv)
+    }
+
+    #[test]
+    fn upstream_defaults() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.common.csi_address, "/run/csi/socket");
+        assert_eq!(a.timeout, Duration::from_secs(10));
+        assert_eq!(a.worker_threads, 100);
+        assert_eq!(a.volume_name_prefix, "pvc");
+        assert_eq!(a.volume_name_uuid_length, -1);
+        assert!(a.immediate_topology);
+        assert!(!a.strict_topology);
+        assert!(a.prevent_volume_mode_conversion);
+        assert_eq!(a.capacity_poll_interval, Duration::from_secs(60));
+        assert_eq!(a.node_deployment_base_delay, Duration::from_secs(20));
+        assert_eq!(a.capacity_ownerref_level, 1);
+        assert_eq!(a.kube_api_capacity_burst, 5);
+        assert_eq!(a.retry.retry_interval_start, Duration::from_secs(1));
+        assert_eq!(a.retry.retry_interval_max, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn go_style_command_line_from_the_issue() {
+        let a = parse(&[
+            "-csi-address=/run/csi/socket",
+            "-v=5",
+            "-leader-election",
+            "-timeout=15s",
+            "-worker-threads=10",
+        ])
+        .unwrap();
+        assert_eq!(a.common.csi_address, "/run/csi/socket");
+        assert_eq!(a.logging.verbosity, 5);
+        assert!(a.common.leader_election);
+        assert_eq!(a.timeout, Duration::from_secs(15));
+        assert_eq!(a.worker_threads, 10);
+    }
+
+    #[test]
+    fn separate_values_bools_and_negative_numbers() {
+        let a = parse(&[
+            "--volume-name-uuid-length",
+            "-1",
+            "-extra-create-metadata=false",
+            "-immediate-topology=false",
+            "--capacity-ownerref-level=-1",
+            "-timeout",
+            "1m30s",
+        ])
+        .unwrap();
+        assert_eq!(a.volume_name_uuid_length, -1);
+        assert!(!a.extra_create_metadata);
+        assert!(!a.immediate_topology);
+        assert_eq!(a.capacity_ownerref_level, -1);
+        assert_eq!(a.timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn unknown_and_removed_flags_are_usage_errors() {
+        for bad in [
+            &["-no-such-flag"][..],
+            &["--provisioner=x"],
+            &["--connection-timeout=1s"],
+            &["--timeout=soon"],
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(sidecar_runtime::flags::exit_code(err.kind()), 2, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Decide what a PersistentVolume needs from this provisioner: the PV
+//! finalizer added or removed, or DeleteVolume then the PV deleted.
+//!
+//! Mirrors the library's `shouldDelete` and the always-on
+//! HonorPVReclaimPolicy finalizer rules (contract A4.8).
+
+use k8s_openapi::api::core::v1::PersistentVolume;
+use k8s_openapi::api::storage::v1::StorageClass;
+
+use crate::annotations::{
+    DELETION_SECRET_NAME, DELETION_SECRET_NAMESPACE, PROVISIONED_BY, PV_FINALIZER,
+};
+use crate::error::Error;
+use crate::secrets::{SecretKind, SecretRef, TemplateContext, secret_reference};
+
+/// What to do with a PV.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VolumeAction {
+    /// Not ours, or nothing to do.
+    Nothing,
+    /// A bound PV with reclaim policy Delete lacks our finalizer.
+    AddFinalizer,
+    /// Reclaim policy is Retain/Recycle but our finalizer is still there.
+    RemoveFinalizer,
+    /// Released with reclaim policy Delete: DeleteVolume, then delete the PV
+    /// object, then remove the finalizer.
+    Delete {
+        /// `spec.csi.volumeHandle`.
+        volume_id: String,
+        /// The secret DeleteVolume needs, if any.
+        secret: Option<SecretRef>,
+    },
+}
+
+/// True when this provisioner owns `pv` (provisioned-by annotation, else
+/// `spec.csi.driver` for PVs without it).
+pub fn is_ours(pv: &PersistentVolume, driver_name: &str) -> bool {
+    match pv
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PROVISIONED_BY))
+    {
+        Some(by) => by == driver_name,
+        None => pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.csi.as_ref())
+            .is_some_and(|c| c.driver == driver_name),
+    }
+}
+
+fn has_finalizer(pv: &PersistentVolume) -> bool {
+    pv.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == PV_FINALIZER))
+}
+
+/// Decides what `pv` needs. `class` is its StorageClass from the cache, used
+/// only to resolve the deletion secret for PVs created before the deletion
+/// secret annotations existed.
+///
+/// Errors: [`Error::InvalidClaim`] when a PV to delete has no `spec.csi`;
+/// secret template errors from the StorageClass fallback.
+pub fn decide_volume(
+    pv: &PersistentVolume,
+    class: Option<&StorageClass>,
+    driver_name: &str,
+) -> Result<VolumeAction, Error> {
+    if !is_ours(pv, driver_name) {
+        return Ok(VolumeAction::Nothing);
+    }
+    let spec = pv.spec.clone().unwrap_or_default();
+    let policy = spec
+        .persistent_volume_reclaim_policy
+        .as_deref()
+        .unwrap_or("Delete");
+    let phase = pv
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default();
+    let deleting = pv.metadata.deletion_timestamp.is_some();
+    let finalizer = has_finalizer(pv);
+
+    if policy != "Delete" {
+        return Ok(if finalizer {
+            VolumeAction::RemoveFinalizer
+        } else {
+            VolumeAction::Nothing
+        });
+    }
+    if phase == "Bound" && !deleting && !finalizer {
+        return Ok(VolumeAction::AddFinalizer);
+    }
+    if phase != "Released" || (deleting && !finalizer) {
+        return Ok(VolumeAction::Nothing);
+    }
+    let csi = spec
+        .csi
+        .as_ref()
+        .ok_or_else(|| Error::InvalidClaim("persistent volume has no spec.csi".into()))?;
+    Ok(VolumeAction::Delete {
+        volume_id: csi.volume_handle.clone(),
+        secret: deletion_secret(pv, class)?,
+    })
+}
+
+/// The DeleteVolume secret: the PV's deletion-secret annotations ("" and ""
+/// mean none); without them, the StorageClass templates resolved with what
+/// the claimRef tells (no claim annotations at delete time).
+fn deletion_secret(
+    pv: &PersistentVolume,
+    class: Option<&StorageClass>,
+) -> Result<Option<SecretRef>, Error> {
+    let ann = pv.metadata.annotations.clone().unwrap_or_default();
+    if let (Some(name), Some(namespace)) = (
+        ann.get(DELETION_SECRET_NAME),
+        ann.get(DELETION_SECRET_NAMESPACE),
+    ) {
+        if name.is_empty() && namespace.is_empty() {
+            return Ok(None);
+        }
+        return Ok(Some(SecretRef {
+            name: name.clone(),
+            namespace: namespace.clone(),
+        }));
+    }
+    let Some(class) = class else { return Ok(None) };
+    let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+    let Some(claim_ref) = claim_ref else {
+        return Ok(None);
+    };
+    let params = class.parameters.clone().unwrap_or_default();
+    let pv_name = pv.metadata.name.clone().unwrap_or_default();
+    let ctx = TemplateContext {
+        pv_name: &pv_name,
+        pvc_name: claim_ref.name.as_deref(),
+        pvc_namespace: claim_ref.namespace.as_deref(),
+        pvc_annotations: None,
+    };
+    secret_reference(SecretKind::Provisioner, &params, &ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        CSIPersistentVolumeSource, ObjectReference, PersistentVolumeSpec, PersistentVolumeStatus,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    const DRIVER: &str = "hostpath.csi.k8s.io";
+
+    fn pv(phase: &str, policy: &str, finalizer: bool, deleting: bool) -> PersistentVolume {
+        PersistentVolume {
+            metadata: ObjectMeta {
+                name: Some("pvc-1".into()),
+                annotations: Some(
+                    [
+                        (PROVISIONED_BY.to_string(), DRIVER.to_string()),
+                        (DELETION_SECRET_NAME.to_string(), String::new()),
+                        (DELETION_SECRET_NAMESPACE.to_string(), String::new()),
+                    ]
+                    .into(),
+                ),
+                finalizers: finalizer.then(|| {
+                    vec![
+                        PV_FINALIZER.to_string(),
+                        "kubernetes.io/pv-protection".into(),
+                    ]
+                }),
+                deletion_timestamp: deleting.then(|| Time(jiff_now())),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeSpec {
+                persistent_volume_reclaim_policy: Some(policy.into()),
+                csi: Some(CSIPersistentVolumeSource {
+                    driver: DRIVER.into(),
+                    volume_handle: "vol-1".into(),
+                    ..Default::default()
+                }),
+                claim_ref: Some(ObjectReference {
+                    name: Some("data".into()),
+                    namespace: Some("team-a".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            status: Some(PersistentVolumeStatus {
+                phase: Some(phase.into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn jiff_now() -> k8s_openapi::jiff::Timestamp {
+        k8s_openapi::jiff::Timestamp::UNIX_EPOCH
+    }
+
+    #[test]
+    fn finalizer_and_delete_table() {
+        use VolumeAction::*;
+        let del = Delete {
+            volume_id: "vol-1".into(),
+            secret: None,
+        };
+        let cases = [
+            // phase, policy, finalizer, deleting → action
+            ("Bound", "Delete", false, false, AddFinalizer),
+            ("Bound", "Delete", true, false, Nothing),
+            ("Bound", "Delete", false, true, Nothing),
+            ("Released", "Delete", true, false, del.clone()),
+            ("Released", "Delete", false, false, del.clone()),
+            ("Released", "Delete", true, true, del.clone()),
+            ("Released", "Delete", false, true, Nothing),
+            ("Released", "Retain", true, false, RemoveFinalizer),
+            ("Released", "Retain", false, false, Nothing),
+            ("Bound", "Recycle", true, false, RemoveFinalizer),
+            ("Available", "Delete", true, false, Nothing),
+            ("Failed", "Delete", true, false, Nothing),
+        ];
+        for (phase, policy, fin, deleting, want) in cases {
+            assert_eq!(
+                decide_volume(&pv(phase, policy, fin, deleting), None, DRIVER).unwrap(),
+                want,
+                "{phase} {policy} fin={fin} deleting={deleting}"
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_volumes_are_ignored() {
+        assert_eq!(
+            decide_volume(&pv("Released", "Delete", true, false), None, "other.csi").unwrap(),
+            VolumeAction::Nothing
+        );
+        let mut static_pv = pv("Released", "Delete", false, false);
+        static_pv.metadata.annotations = None;
+        assert!(
+            is_ours(&static_pv, DRIVER),
+            "static CSI PVs of our driver are ours"
+        );
+        assert!(!is_ours(&static_pv, "other.csi"));
+    }
+
+    #[test]
+    fn deletion_secret_from_annotations_or_class() {
+        let mut with = pv("Released", "Delete", true, false);
+        let ann = with.metadata.annotations.as_mut().unwrap();
+        ann.insert(DELETION_SECRET_NAME.into(), "creds".into());
+        ann.insert(DELETION_SECRET_NAMESPACE.into(), "kube-system".into());
+        let want = Some(SecretRef {
+            name: "creds".into(),
+            namespace: "kube-system".into(),
+        });
+        assert!(
+            matches!(decide_volume(&with, None, DRIVER).unwrap(), VolumeAction::Delete { secret, .. } if secret == want)
+        );
+
+        let mut legacy = pv("Released", "Delete", true, false);
+        legacy.metadata.annotations =
+            Some([(PROVISIONED_BY.to_string(), DRIVER.to_string())].into());
+        let class = StorageClass {
+            provisioner: DRIVER.into(),
+            parameters: Some(
+                [
+                    (
+                        "csi.storage.k8s.io/provisioner-secret-name".to_string(),
+                        "${pvc.name}-creds".to_string(),
+                    ),
+                    (
+                        "csi.storage.k8s.io/provisioner-secret-namespace".to_string(),
+                        "${pvc.namespace}".to_string(),
+                    ),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let want = Some(SecretRef {
+            name: "data-creds".into(),
+            namespace: "team-a".into(),
+        });
+        assert!(
+            matches!(decide_volume(&legacy, Some(&class), DRIVER).unwrap(), VolumeAction::Delete { secret, .. } if secret == want)
+        );
+    }
+
+    #[test]
+    fn released_pv_without_csi_is_an_error() {
+        let mut broken = pv("Released", "Delete", true, false);
+        broken.spec.as_mut().unwrap().csi = None;
+        assert!(decide_volume(&broken, None, DRIVER).is_err());
+    }
+}

@@ -1,0 +1,64 @@
+//! The provisioner's one error type.
+
+/// What went wrong while provisioning or deleting, and whether retrying can
+/// help ([`Error::is_final`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The claim itself cannot be provisioned as written (bad access mode,
+    /// selector, size, …). Final until the object changes.
+    #[error("{0}")]
+    InvalidClaim(String),
+    /// A StorageClass parameter is invalid. Final until the class changes.
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// The driver lacks a capability the request needs. Final.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A CSI call failed; `status` carries the driver's gRPC code.
+    #[error("{}", csi_client::error::GoStatus(.status))]
+    Csi {
+        /// Which RPC.
+        rpc: &'static str,
+        /// The driver's answer.
+        status: tonic::Status,
+    },
+    /// The driver answered something that breaks the CSI contract (e.g. an
+    /// empty volume ID or less capacity than requested).
+    #[error("{0}")]
+    BadDriverResponse(String),
+    /// A Kubernetes API call failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done, e.g. "create PersistentVolume pvc-…".
+        action: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A referenced object is missing from the cache (StorageClass, …):
+    /// retried.
+    #[error("{0}")]
+    Missing(String),
+    /// DeleteVolume is refused while a VolumeAttachment still references the
+    /// PV: retried.
+    #[error("{0}")]
+    StillAttached(String),
+}
+
+impl Error {
+    /// `true` when retrying with the same inputs cannot succeed.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidClaim(_) | Error::InvalidParameter(_) | Error::Unsupported(_)
+        )
+    }
+
+    /// Builds [`Error::Kube`].
+    pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
+        Error::Kube {
+            action: action.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! csi-provisioner binary: flags, startup sequence, leader election.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use csi_client::csi::v1::controller_service_capability::rpc::Type as ControllerRpc;
+use csi_client::csi::v1::plugin_capability::service::Type as PluginService;
+use csi_client::{ConnectOptions, Connection, CsiMetrics, LossPolicy, rpc};
+use external_provisioner::args::ProvisionerArgs;
+use external_provisioner::controller::{self, Context};
+use external_provisioner::metrics::ProvisionerMetrics;
+use external_provisioner::names::lease_name;
+use external_provisioner::provision::ProvisionConfig;
+use prometheus_client::registry::Registry;
+use rand::Rng;
+use sidecar_runtime::backoff::PerObjectBackoff;
+use sidecar_runtime::events::EventRecorder;
+use sidecar_runtime::{flags, http, kube_client, leader, logging, shutdown};
+use tracing::{error, info};
+
+/// How long the first dial may take before the sidecar gives up, as
+/// csi-lib-utils' Connect default.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn main() -> std::process::ExitCode {
+    let args: ProvisionerArgs = flags::parse();
+    flags::print_version_and_exit_if_requested(&args.common, env!("CARGO_PKG_VERSION"));
+    if let Err(e) = logging::init(&args.logging) {
+        eprintln!("{e}");
+        return std::process::ExitCode::from(1);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = format!("{e:#}"), "csi-provisioner failed");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(args: ProvisionerArgs) -> anyhow::Result<()> {
+    args.common.validate()?;
+    if args.node_deployment && std::env::var("NODE_NAME").unwrap_or_default().is_empty() {
+        bail!(
+            "--node-deployment requires the NODE_NAME environment variable (the node this provisioner runs on)"
+        );
+    }
+    if args.volume_name_prefix.is_empty() {
+        bail!("--volume-name-prefix cannot be empty");
+    }
+
+    let mut registry = Registry::default();
+    let csi_metrics = CsiMetrics::register(&mut registry, "csi_sidecar");
+    let conn = Connection::connect(ConnectOptions {
+        address: args.common.csi_address.clone(),
+        timeout: args.timeout,
+        connect_timeout: Some(CONNECT_TIMEOUT),
+        on_loss: LossPolicy::Exit,
+        metrics: Some(csi_metrics),
+        max_grpc_log_length: None,
+    })
+    .await
+    .context("connecting to the CSI driver")?;
+    rpc::probe_forever(&conn, args.timeout).await?;
+    let driver = rpc::driver_name(&conn).await?;
+    conn.set_driver_name(&driver);
+    info!(driver = %driver, "detected CSI driver");
+    let plugin = rpc::plugin_capabilities(&conn).await?;
+    let controller_caps = rpc::controller_capabilities(&conn).await?;
+    let can_create_delete = plugin.has(PluginService::ControllerService)
+        && controller_caps.has(ControllerRpc::CreateDeleteVolume);
+    if !can_create_delete {
+        // Upstream keeps running and fails each claim; say why once, up front.
+        error!(driver = %driver, "the driver reports no CONTROLLER_SERVICE/CREATE_DELETE_VOLUME capability: every provision will fail");
+    }
+
+    let client = kube_client::client(&args.common, "csi-provisioner").await?;
+    let metrics = ProvisionerMetrics::register(&mut registry);
+
+    let lease = lease_name(&driver);
+    let leader_config = if args.common.leader_election {
+        Some(leader::LeaderConfig::from_args(&lease, &args.common)?)
+    } else {
+        None
+    };
+    let health = leader::LeaderHealth::new(&lease, args.common.leader_election_lease_duration);
+    if leader_config.is_some() {
+        health.register_metrics(&mut registry);
+    }
+    let registry: http::SharedRegistry = Arc::new(std::sync::Mutex::new(registry));
+    // Standbys serve metrics too, so the server starts before the election.
+    if let Some((addr, with_health)) = args.common.http_address() {
+        let listener = http::bind(addr).await?;
+        let path = args.common.metrics_path.clone();
+        let leader_health = (with_health && leader_config.is_some()).then(|| health.clone());
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            if let Err(e) =
+                http::serve_listener(listener, &path, registry, leader_health, shutdown::signal())
+                    .await
+            {
+                error!(error = %e, "HTTP server failed");
+                std::process::exit(1);
+            }
+        });
+    }
+
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let identity = format!("{millis}-{}-{driver}", rand::rng().random_range(0..10000));
+    let component = format!(
+        "{driver}_{}_{}",
+        sidecar_runtime::hostname(),
+        uuid::Uuid::new_v4()
+    );
+    let cfg = ProvisionConfig {
+        driver_name: driver.clone(),
+        volume_name_prefix: args.volume_name_prefix.clone(),
+        volume_name_uuid_length: args.volume_name_uuid_length,
+        default_fstype: args.default_fstype.clone(),
+        extra_create_metadata: args.extra_create_metadata,
+        controller_publish_readonly: args.controller_publish_readonly,
+        can_create_delete,
+        single_node_multi_writer: controller_caps.has(ControllerRpc::SingleNodeMultiWriter),
+    };
+    let workers = args.worker_threads;
+    let backoff = PerObjectBackoff::new(
+        args.retry.retry_interval_start,
+        args.retry.retry_interval_max,
+    );
+    let recorder = EventRecorder::new(client.clone(), &component);
+    let run_controllers = {
+        let client = client.clone();
+        move || async move {
+            controller::run(
+                client.clone(),
+                move |classes, volumes| Context {
+                    client,
+                    csi: conn,
+                    cfg,
+                    identity,
+                    recorder,
+                    backoff,
+                    metrics,
+                    classes,
+                    volumes,
+                },
+                workers,
+                shutdown::signal(),
+            )
+            .await;
+        }
+    };
+
+    if let Some(config) = leader_config {
+        // A separate client, as upstream: claim traffic must not starve renewals.
+        let le_client =
+            kube_client::client(&args.common, "csi-provisioner-leader-election").await?;
+        leader::run_with_leader_election_or_exit(le_client, config, health, run_controllers)
+            .await?;
+    } else {
+        run_controllers().await;
+    }
+    info!("shut down");
+    Ok(())
+}

@@ -1,0 +1,527 @@
+//! Decide whether a PersistentVolumeClaim is ours to provision and, if so,
+//! the exact CreateVolume request and the PV to save afterwards.
+//!
+//! Pure: inputs are the claim, its StorageClass and whether the PV exists;
+//! the controller does every call. Mirrors sig-storage-lib-external-provisioner
+//! `shouldProvision` and external-provisioner `prepareProvision` (contract
+//! A4.2, A4.3).
+
+use std::collections::BTreeMap;
+
+use csi_client::csi::v1::{CapacityRange, CreateVolumeRequest};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::storage::v1::StorageClass;
+
+use crate::annotations::{BETA_STORAGE_PROVISIONER, SELECTED_NODE, STORAGE_PROVISIONER};
+use crate::capabilities::volume_capabilities;
+use crate::error::Error;
+use crate::names::volume_name;
+use crate::parameters::{add_extra_metadata, fs_type, strip_reserved};
+use crate::quantity;
+use crate::secrets::{SecretKind, SecretRef, TemplateContext, secret_reference};
+
+/// Settings and driver facts the decisions depend on.
+#[derive(Clone, Debug)]
+pub struct ProvisionConfig {
+    /// The driver name (GetPluginInfo), also the provisioner name.
+    pub driver_name: String,
+    /// `--volume-name-prefix`.
+    pub volume_name_prefix: String,
+    /// `--volume-name-uuid-length`.
+    pub volume_name_uuid_length: i64,
+    /// `--default-fstype`.
+    pub default_fstype: String,
+    /// `--extra-create-metadata`.
+    pub extra_create_metadata: bool,
+    /// `--controller-publish-readonly`.
+    pub controller_publish_readonly: bool,
+    /// Plugin CONTROLLER_SERVICE and controller CREATE_DELETE_VOLUME.
+    pub can_create_delete: bool,
+    /// Controller SINGLE_NODE_MULTI_WRITER.
+    pub single_node_multi_writer: bool,
+}
+
+/// Why a claim is left alone (logged at debug, no event), as upstream's
+/// `shouldProvision` returning false.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// `spec.volumeName` is set.
+    AlreadyBound,
+    /// The storage-provisioner annotation names another provisioner (or none).
+    NotOurs,
+    /// The StorageClass names another provisioner.
+    OtherProvisioner,
+    /// WaitForFirstConsumer without a selected node yet.
+    WaitingForFirstConsumer,
+    /// The PV this claim would get already exists.
+    VolumeExists,
+    /// The claim is being deleted.
+    Deleting,
+}
+
+/// What to do with a claim.
+#[derive(Debug)]
+pub enum ClaimDecision {
+    /// Leave it.
+    Skip(Skip),
+    /// Call CreateVolume with this plan.
+    Provision(Box<ProvisionPlan>),
+}
+
+/// Everything CreateVolume and the PV need, decided before any call.
+#[derive(Clone, Debug)]
+pub struct ProvisionPlan {
+    /// PV name = CreateVolume name.
+    pub pv_name: String,
+    /// The request, without secrets: the controller adds those after reading
+    /// the Secret so this plan can be logged and compared freely.
+    pub request: CreateVolumeRequest,
+    /// Where the CreateVolume/DeleteVolume secret lives.
+    pub provisioner_secret: Option<SecretRef>,
+    /// References written into the PV for later sidecars and kubelet.
+    pub pv_secrets: PvSecrets,
+    /// Requested bytes (also the PV size when the driver reports 0).
+    pub requested_bytes: i64,
+    /// fsType for `spec.csi.fsType` (empty = unset; never set for block).
+    pub fs_type: String,
+    /// `volumeMode: Block`.
+    pub block: bool,
+    /// The StorageClass name for the PV.
+    pub storage_class: String,
+    /// PV reclaim policy (StorageClass reclaimPolicy, default Delete).
+    pub reclaim_policy: String,
+    /// StorageClass mount options.
+    pub mount_options: Vec<String>,
+    /// `spec.csi.readOnly` (`--controller-publish-readonly` with ROX only).
+    pub read_only: bool,
+}
+
+/// Secret references that go into the PV's `spec.csi`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PvSecrets {
+    /// `controllerPublishSecretRef`.
+    pub controller_publish: Option<SecretRef>,
+    /// `nodeStageSecretRef`.
+    pub node_stage: Option<SecretRef>,
+    /// `nodePublishSecretRef`.
+    pub node_publish: Option<SecretRef>,
+    /// `controllerExpandSecretRef`.
+    pub controller_expand: Option<SecretRef>,
+    /// `nodeExpandSecretRef`.
+    pub node_expand: Option<SecretRef>,
+}
+
+/// The provisioner named on the claim (GA annotation, else beta).
+pub fn claim_provisioner(pvc: &PersistentVolumeClaim) -> Option<&str> {
+    let annotations = pvc.metadata.annotations.as_ref()?;
+    annotations
+        .get(STORAGE_PROVISIONER)
+        .or_else(|| annotations.get(BETA_STORAGE_PROVISIONER))
+        .map(String::as_str)
+}
+
+/// Decides what to do with `pvc`.
+///
+/// `class` is the claim's StorageClass from the cache (`None` = not found);
+/// `pv_exists` says whether a PV with the planned name is in the cache.
+///
+/// Errors: [`Error::Missing`] (retried) when the class is not in the cache;
+/// final errors for claims or classes that can never be provisioned (the
+/// caller turns them into `ProvisioningFailed` events).
+pub fn decide_claim(
+    pvc: &PersistentVolumeClaim,
+    class: Option<&StorageClass>,
+    pv_exists: impl Fn(&str) -> bool,
+    cfg: &ProvisionConfig,
+) -> Result<ClaimDecision, Error> {
+    let spec = pvc.spec.clone().unwrap_or_default();
+    if spec.volume_name.as_deref().is_some_and(|v| !v.is_empty()) {
+        return Ok(ClaimDecision::Skip(Skip::AlreadyBound));
+    }
+    if pvc.metadata.deletion_timestamp.is_some() {
+        return Ok(ClaimDecision::Skip(Skip::Deleting));
+    }
+    if claim_provisioner(pvc) != Some(cfg.driver_name.as_str()) {
+        return Ok(ClaimDecision::Skip(Skip::NotOurs));
+    }
+    let class_name = spec.storage_class_name.clone().unwrap_or_default();
+    let class = class.ok_or_else(|| {
+        Error::Missing(format!(
+            "storageclass.storage.k8s.io {class_name:?} not found"
+        ))
+    })?;
+    if class.provisioner != cfg.driver_name {
+        return Ok(ClaimDecision::Skip(Skip::OtherProvisioner));
+    }
+    let annotations = pvc.metadata.annotations.clone().unwrap_or_default();
+    if class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer")
+        && annotations.get(SELECTED_NODE).is_none_or(|n| n.is_empty())
+    {
+        return Ok(ClaimDecision::Skip(Skip::WaitingForFirstConsumer));
+    }
+    let uid = pvc.metadata.uid.as_deref().unwrap_or_default();
+    let pv_name = volume_name(&cfg.volume_name_prefix, uid, cfg.volume_name_uuid_length)?;
+    if pv_exists(&pv_name) {
+        return Ok(ClaimDecision::Skip(Skip::VolumeExists));
+    }
+    Ok(ClaimDecision::Provision(Box::new(plan(
+        pvc, class, pv_name, cfg,
+    )?)))
+}
+
+fn plan(
+    pvc: &PersistentVolumeClaim,
+    class: &StorageClass,
+    pv_name: String,
+    cfg: &ProvisionConfig,
+) -> Result<ProvisionPlan, Error> {
+    let spec = pvc.spec.clone().unwrap_or_default();
+    if spec.data_source.is_some() || spec.data_source_ref.is_some() {
+        return Err(Error::Unsupported(
+            "volume data sources (clone, snapshot restore, populators) are not supported by this csi-provisioner build yet".into(),
+        ));
+    }
+    if !cfg.can_create_delete {
+        return Err(Error::Unsupported(
+            "CSI driver does not support dynamic provisioning: plugin CONTROLLER_SERVICE or controller CREATE_DELETE_VOLUME capability is not reported".into(),
+        ));
+    }
+    if spec.selector.is_some() {
+        return Err(Error::InvalidClaim(
+            "claim Selector is not supported".into(),
+        ));
+    }
+    let params = class.parameters.clone().unwrap_or_default();
+    let fs_type = fs_type(&params, &cfg.default_fstype)?;
+    let requested = spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .ok_or_else(|| Error::InvalidClaim("claim has no storage request".into()))?;
+    let requested_bytes = quantity::to_bytes(&requested.0)?;
+    let block = spec.volume_mode.as_deref() == Some("Block");
+    let access_modes = spec.access_modes.clone().unwrap_or_default();
+    let mount_options = class.mount_options.clone().unwrap_or_default();
+    let volume_capabilities = volume_capabilities(
+        &access_modes,
+        block,
+        &fs_type,
+        &mount_options,
+        cfg.single_node_multi_writer,
+    )?;
+
+    let annotations = pvc.metadata.annotations.clone().unwrap_or_default();
+    let ctx = TemplateContext {
+        pv_name: &pv_name,
+        pvc_name: pvc.metadata.name.as_deref(),
+        pvc_namespace: pvc.metadata.namespace.as_deref(),
+        pvc_annotations: Some(&annotations),
+    };
+    let provisioner_secret = secret_reference(SecretKind::Provisioner, &params, &ctx)?;
+    let pv_secrets = PvSecrets {
+        controller_publish: secret_reference(SecretKind::ControllerPublish, &params, &ctx)?,
+        node_stage: secret_reference(SecretKind::NodeStage, &params, &ctx)?,
+        node_publish: secret_reference(SecretKind::NodePublish, &params, &ctx)?,
+        controller_expand: secret_reference(SecretKind::ControllerExpand, &params, &ctx)?,
+        node_expand: secret_reference(SecretKind::NodeExpand, &params, &ctx)?,
+    };
+
+    let mut parameters: BTreeMap<String, String> = strip_reserved(&params)?;
+    if cfg.extra_create_metadata {
+        add_extra_metadata(
+            &mut parameters,
+            pvc.metadata.name.as_deref().unwrap_or_default(),
+            pvc.metadata.namespace.as_deref().unwrap_or_default(),
+            &pv_name,
+        );
+    }
+    let request = CreateVolumeRequest {
+        name: pv_name.clone(),
+        capacity_range: Some(CapacityRange {
+            required_bytes: requested_bytes,
+            limit_bytes: 0,
+        }),
+        volume_capabilities,
+        parameters: parameters.into_iter().collect(),
+        ..Default::default()
+    };
+    let read_only = cfg.controller_publish_readonly
+        && access_modes.len() == 1
+        && access_modes[0] == "ReadOnlyMany";
+    Ok(ProvisionPlan {
+        pv_name,
+        request,
+        provisioner_secret,
+        pv_secrets,
+        requested_bytes,
+        fs_type: if block { String::new() } else { fs_type },
+        block,
+        storage_class: class.metadata.name.clone().unwrap_or_default(),
+        reclaim_policy: class
+            .reclaim_policy
+            .clone()
+            .unwrap_or_else(|| "Delete".into()),
+        mount_options,
+        read_only,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, VolumeResourceRequirements};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    pub(crate) const DRIVER: &str = "hostpath.csi.k8s.io";
+    pub(crate) const UID: &str = "0d7a7ad9-1c44-4b3f-9a6f-3d7c7b1f2e11";
+
+    pub(crate) fn cfg() -> ProvisionConfig {
+        ProvisionConfig {
+            driver_name: DRIVER.into(),
+            volume_name_prefix: "pvc".into(),
+            volume_name_uuid_length: -1,
+            default_fstype: String::new(),
+            extra_create_metadata: false,
+            controller_publish_readonly: false,
+            can_create_delete: true,
+            single_node_multi_writer: false,
+        }
+    }
+
+    pub(crate) fn class(params: &[(&str, &str)]) -> StorageClass {
+        StorageClass {
+            metadata: ObjectMeta {
+                name: Some("fast".into()),
+                ..Default::default()
+            },
+            provisioner: DRIVER.into(),
+            parameters: Some(
+                params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            reclaim_policy: Some("Delete".into()),
+            mount_options: Some(vec!["noatime".into()]),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn claim() -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("data".into()),
+                namespace: Some("team-a".into()),
+                uid: Some(UID.into()),
+                resource_version: Some("7".into()),
+                annotations: Some([(STORAGE_PROVISIONER.to_string(), DRIVER.to_string())].into()),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: Some("fast".into()),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some([("storage".to_string(), Quantity("1Gi".into()))].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn provision(
+        pvc: &PersistentVolumeClaim,
+        sc: &StorageClass,
+        c: &ProvisionConfig,
+    ) -> Result<ProvisionPlan, Error> {
+        match decide_claim(pvc, Some(sc), |_| false, c)? {
+            ClaimDecision::Provision(p) => Ok(*p),
+            ClaimDecision::Skip(s) => panic!("unexpected skip {s:?}"),
+        }
+    }
+
+    #[test]
+    fn plans_create_volume_from_claim_and_class() {
+        let sc = class(&[
+            ("type", "fast"),
+            ("csi.storage.k8s.io/fstype", "xfs"),
+            ("csi.storage.k8s.io/provisioner-secret-name", "creds"),
+            (
+                "csi.storage.k8s.io/provisioner-secret-namespace",
+                "${pvc.namespace}",
+            ),
+            ("csi.storage.k8s.io/node-stage-secret-name", "stage"),
+            (
+                "csi.storage.k8s.io/node-stage-secret-namespace",
+                "kube-system",
+            ),
+        ]);
+        let plan = provision(&claim(), &sc, &cfg()).unwrap();
+        assert_eq!(plan.pv_name, format!("pvc-{UID}"));
+        assert_eq!(plan.request.name, plan.pv_name);
+        assert_eq!(plan.request.capacity_range.unwrap().required_bytes, 1 << 30);
+        assert_eq!(plan.request.parameters.len(), 1);
+        assert_eq!(plan.request.parameters["type"], "fast");
+        assert!(
+            plan.request.secrets.is_empty(),
+            "secrets are added only after the Secret is read"
+        );
+        assert_eq!(plan.fs_type, "xfs");
+        assert_eq!(
+            plan.provisioner_secret,
+            Some(SecretRef {
+                name: "creds".into(),
+                namespace: "team-a".into()
+            })
+        );
+        assert_eq!(
+            plan.pv_secrets.node_stage,
+            Some(SecretRef {
+                name: "stage".into(),
+                namespace: "kube-system".into()
+            })
+        );
+        assert_eq!(plan.pv_secrets.controller_publish, None);
+        assert_eq!(plan.reclaim_policy, "Delete");
+        assert_eq!(plan.mount_options, vec!["noatime".to_string()]);
+    }
+
+    #[test]
+    fn extra_metadata_and_uuid_length() {
+        let mut c = cfg();
+        c.extra_create_metadata = true;
+        c.volume_name_prefix = "vol".into();
+        c.volume_name_uuid_length = 6;
+        let plan = provision(&claim(), &class(&[]), &c).unwrap();
+        assert_eq!(plan.pv_name, "vol-0d7a7a");
+        assert_eq!(
+            plan.request.parameters["csi.storage.k8s.io/pv/name"],
+            "vol-0d7a7a"
+        );
+        assert_eq!(
+            plan.request.parameters["csi.storage.k8s.io/pvc/name"],
+            "data"
+        );
+        assert_eq!(
+            plan.request.parameters["csi.storage.k8s.io/pvc/namespace"],
+            "team-a"
+        );
+    }
+
+    #[test]
+    fn skips_follow_upstream() {
+        let c = cfg();
+        let sc = class(&[]);
+        let mut bound = claim();
+        bound.spec.as_mut().unwrap().volume_name = Some("pv-1".into());
+        let mut other = claim();
+        other.metadata.annotations =
+            Some([(STORAGE_PROVISIONER.to_string(), "other.csi".to_string())].into());
+        let mut beta = claim();
+        beta.metadata.annotations =
+            Some([(BETA_STORAGE_PROVISIONER.to_string(), DRIVER.to_string())].into());
+        let mut other_class = class(&[]);
+        other_class.provisioner = "other.csi".into();
+        let mut wffc = class(&[]);
+        wffc.volume_binding_mode = Some("WaitForFirstConsumer".into());
+        let skip =
+            |pvc: &PersistentVolumeClaim, sc: &StorageClass, exists: bool| match decide_claim(
+                pvc,
+                Some(sc),
+                |_| exists,
+                &c,
+            )
+            .unwrap()
+            {
+                ClaimDecision::Skip(s) => Some(s),
+                ClaimDecision::Provision(_) => None,
+            };
+        assert_eq!(skip(&bound, &sc, false), Some(Skip::AlreadyBound));
+        assert_eq!(skip(&other, &sc, false), Some(Skip::NotOurs));
+        assert_eq!(skip(&beta, &sc, false), None, "beta annotation is honoured");
+        assert_eq!(
+            skip(&claim(), &other_class, false),
+            Some(Skip::OtherProvisioner)
+        );
+        assert_eq!(
+            skip(&claim(), &wffc, false),
+            Some(Skip::WaitingForFirstConsumer)
+        );
+        assert_eq!(skip(&claim(), &sc, true), Some(Skip::VolumeExists));
+        let mut selected = claim();
+        selected
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(SELECTED_NODE.into(), "node-1".into());
+        assert_eq!(skip(&selected, &wffc, false), None);
+    }
+
+    #[test]
+    fn missing_class_is_retried_not_final() {
+        let err = decide_claim(&claim(), None, |_| false, &cfg()).unwrap_err();
+        assert!(matches!(err, Error::Missing(_)));
+        assert!(!err.is_final());
+    }
+
+    #[test]
+    fn final_errors() {
+        let mut sel = claim();
+        sel.spec.as_mut().unwrap().selector = Some(Default::default());
+        assert_eq!(
+            provision(&sel, &class(&[]), &cfg())
+                .unwrap_err()
+                .to_string(),
+            "claim Selector is not supported"
+        );
+        let bad = provision(
+            &claim(),
+            &class(&[("csi.storage.k8s.io/nope", "1")]),
+            &cfg(),
+        )
+        .unwrap_err();
+        assert!(bad.is_final());
+        let mut no_caps = cfg();
+        no_caps.can_create_delete = false;
+        assert!(
+            provision(&claim(), &class(&[]), &no_caps)
+                .unwrap_err()
+                .to_string()
+                .contains("does not support dynamic provisioning")
+        );
+    }
+
+    #[test]
+    fn block_claims_have_no_fs_type_and_rox_readonly_is_opt_in() {
+        let mut blk = claim();
+        blk.spec.as_mut().unwrap().volume_mode = Some("Block".into());
+        let plan = provision(
+            &blk,
+            &class(&[("csi.storage.k8s.io/fstype", "ext4")]),
+            &cfg(),
+        )
+        .unwrap();
+        assert!(plan.block);
+        assert_eq!(plan.fs_type, "");
+        let mut rox = claim();
+        rox.spec.as_mut().unwrap().access_modes = Some(vec!["ReadOnlyMany".into()]);
+        assert!(!provision(&rox, &class(&[]), &cfg()).unwrap().read_only);
+        let mut c = cfg();
+        c.controller_publish_readonly = true;
+        assert!(provision(&rox, &class(&[]), &c).unwrap().read_only);
+    }
+
+    #[test]
+    fn default_fstype_applies_when_class_has_none() {
+        let mut c = cfg();
+        c.default_fstype = "ext4".into();
+        assert_eq!(
+            provision(&claim(), &class(&[]), &c).unwrap().fs_type,
+            "ext4"
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! The PersistentVolume saved after a successful CreateVolume.
+//!
+//! Mirrors external-provisioner's PV construction plus the library's
+//! post-processing (claimRef, finalizer, provisioned-by, storage class;
+//! contract A4.6).
+
+use std::collections::BTreeMap;
+
+use csi_client::csi::v1::CreateVolumeResponse;
+use k8s_openapi::api::core::v1::{
+    CSIPersistentVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim,
+    PersistentVolumeSpec, SecretReference,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::annotations::{
+    DELETION_SECRET_NAME, DELETION_SECRET_NAMESPACE, PROVISIONED_BY, PROVISIONER_IDENTITY,
+    PV_FINALIZER,
+};
+use crate::error::Error;
+use crate::provision::ProvisionPlan;
+use crate::quantity;
+use crate::secrets::SecretRef;
+
+/// What to do with a CreateVolume answer.
+#[derive(Debug)]
+pub enum ResponseCheck {
+    /// Save this PV.
+    Save(Box<PersistentVolume>),
+    /// The driver made a volume smaller than requested: delete `volume_id`
+    /// and report the error (upstream's capacity clean-up).
+    TooSmall {
+        /// The volume to delete.
+        volume_id: String,
+        /// The error to report afterwards.
+        error: Error,
+    },
+}
+
+/// Checks the driver's answer and builds the PV.
+///
+/// `identity` is this instance's `storage.kubernetes.io/csiProvisionerIdentity`
+/// value (`<unix ms>-<0..9999>-<driver>`).
+///
+/// Errors: [`Error::BadDriverResponse`] when the response has no volume or an
+/// empty volume ID.
+pub fn check_response(
+    plan: &ProvisionPlan,
+    pvc: &PersistentVolumeClaim,
+    driver_name: &str,
+    identity: &str,
+    response: &CreateVolumeResponse,
+) -> Result<ResponseCheck, Error> {
+    let volume = response
+        .volume
+        .as_ref()
+        .ok_or_else(|| Error::BadDriverResponse("CreateVolume response has no volume".into()))?;
+    if volume.volume_id.is_empty() {
+        return Err(Error::BadDriverResponse(
+            "CreateVolume response has an empty volume_id".into(),
+        ));
+    }
+    let bytes = volume.capacity_bytes;
+    if bytes > 0 && bytes < plan.requested_bytes {
+        return Ok(ResponseCheck::TooSmall {
+            volume_id: volume.volume_id.clone(),
+            error: Error::BadDriverResponse(format!(
+                "created volume capacity {bytes} less than requested capacity {}",
+                plan.requested_bytes
+            )),
+        });
+    }
+    let size = if bytes > 0 {
+        bytes
+    } else {
+        plan.requested_bytes
+    };
+
+    let mut attributes: BTreeMap<String, String> =
+        [(PROVISIONER_IDENTITY.to_string(), identity.to_string())].into();
+    attributes.extend(
+        volume
+            .volume_context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+
+    let (del_name, del_ns) = plan
+        .provisioner_secret
+        .as_ref()
+        .map(|s| (s.name.clone(), s.namespace.clone()))
+        .unwrap_or_default();
+    let annotations: BTreeMap<String, String> = [
+        (PROVISIONED_BY.to_string(), driver_name.to_string()),
+        (DELETION_SECRET_NAME.to_string(), del_name),
+        (DELETION_SECRET_NAMESPACE.to_string(), del_ns),
+    ]
+    .into();
+
+    let spec = pvc.spec.clone().unwrap_or_default();
+    let pv = PersistentVolume {
+        metadata: ObjectMeta {
+            name: Some(plan.pv_name.clone()),
+            annotations: Some(annotations),
+            finalizers: Some(vec![PV_FINALIZER.to_string()]),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeSpec {
+            access_modes: spec.access_modes.clone(),
+            capacity: Some([("storage".to_string(), Quantity(quantity::from_bytes(size)))].into()),
+            claim_ref: Some(ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("PersistentVolumeClaim".into()),
+                name: pvc.metadata.name.clone(),
+                namespace: pvc.metadata.namespace.clone(),
+                uid: pvc.metadata.uid.clone(),
+                resource_version: pvc.metadata.resource_version.clone(),
+                ..Default::default()
+            }),
+            csi: Some(CSIPersistentVolumeSource {
+                driver: driver_name.to_string(),
+                volume_handle: volume.volume_id.clone(),
+                fs_type: (!plan.fs_type.is_empty()).then(|| plan.fs_type.clone()),
+                volume_attributes: Some(attributes),
+                read_only: plan.read_only.then_some(true),
+                controller_publish_secret_ref: secret_ref(&plan.pv_secrets.controller_publish),
+                node_stage_secret_ref: secret_ref(&plan.pv_secrets.node_stage),
+                node_publish_secret_ref: secret_ref(&plan.pv_secrets.node_publish),
+                controller_expand_secret_ref: secret_ref(&plan.pv_secrets.controller_expand),
+                node_expand_secret_ref: secret_ref(&plan.pv_secrets.node_expand),
+            }),
+            mount_options: (!plan.mount_options.is_empty()).then(|| plan.mount_options.clone()),
+            persistent_volume_reclaim_policy: Some(plan.reclaim_policy.clone()),
+            storage_class_name: Some(plan.storage_class.clone()),
+            volume_mode: Some(if plan.block { "Block" } else { "Filesystem" }.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok(ResponseCheck::Save(Box::new(pv)))
+}
+
+fn secret_ref(s: &Option<SecretRef>) -> Option<SecretReference> {
+    s.as_ref().map(|s| SecretReference {
+        name: Some(s.name.clone()),
+        namespace: Some(s.namespace.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provision::tests::{DRIVER, UID, cfg, claim, class};
+    use crate::provision::{ClaimDecision, decide_claim};
+    use csi_client::csi::v1::Volume;
+
+    fn plan(params: &[(&str, &str)]) -> ProvisionPlan {
+        match decide_claim(&claim(), Some(&class(params)), |_| false, &cfg()).unwrap() {
+            ClaimDecision::Provision(p) => *p,
+            ClaimDecision::Skip(s) => panic!("skip {s:?}"),
+        }
+    }
+
+    fn response(id: &str, bytes: i64) -> CreateVolumeResponse {
+        CreateVolumeResponse {
+            volume: Some(Volume {
+                volume_id: id.into(),
+                capacity_bytes: bytes,
+                volume_context: [("zone".to_string(), "a".to_string())].into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn saved(check: ResponseCheck) -> PersistentVolume {
+        match check {
+            ResponseCheck::Save(pv) => *pv,
+            ResponseCheck::TooSmall { error, .. } => panic!("too small: {error}"),
+        }
+    }
+
+    #[test]
+    fn pv_carries_everything_upstream_writes() {
+        let p = plan(&[
+            ("csi.storage.k8s.io/fstype", "ext4"),
+            ("csi.storage.k8s.io/provisioner-secret-name", "creds"),
+            (
+                "csi.storage.k8s.io/provisioner-secret-namespace",
+                "kube-system",
+            ),
+            ("csi.storage.k8s.io/controller-expand-secret-name", "exp"),
+            (
+                "csi.storage.k8s.io/controller-expand-secret-namespace",
+                "kube-system",
+            ),
+        ]);
+        let pv = saved(
+            check_response(&p, &claim(), DRIVER, "1-2-drv", &response("vol-7", 2 << 30)).unwrap(),
+        );
+        let meta = &pv.metadata;
+        assert_eq!(meta.name.as_deref(), Some(format!("pvc-{UID}").as_str()));
+        let ann = meta.annotations.as_ref().unwrap();
+        assert_eq!(ann[PROVISIONED_BY], DRIVER);
+        assert_eq!(ann[DELETION_SECRET_NAME], "creds");
+        assert_eq!(ann[DELETION_SECRET_NAMESPACE], "kube-system");
+        assert_eq!(
+            meta.finalizers.as_deref(),
+            Some(&[PV_FINALIZER.to_string()][..])
+        );
+        let spec = pv.spec.unwrap();
+        assert_eq!(spec.capacity.unwrap()["storage"].0, "2Gi");
+        assert_eq!(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            Some("Delete")
+        );
+        assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(spec.volume_mode.as_deref(), Some("Filesystem"));
+        assert_eq!(spec.mount_options, Some(vec!["noatime".to_string()]));
+        assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_string()]));
+        let claim_ref = spec.claim_ref.unwrap();
+        assert_eq!(claim_ref.uid.as_deref(), Some(UID));
+        assert_eq!(claim_ref.namespace.as_deref(), Some("team-a"));
+        assert_eq!(claim_ref.resource_version.as_deref(), Some("7"));
+        let csi = spec.csi.unwrap();
+        assert_eq!(csi.driver, DRIVER);
+        assert_eq!(csi.volume_handle, "vol-7");
+        assert_eq!(csi.fs_type.as_deref(), Some("ext4"));
+        let attrs = csi.volume_attributes.unwrap();
+        assert_eq!(attrs[PROVISIONER_IDENTITY], "1-2-drv");
+        assert_eq!(attrs["zone"], "a");
+        assert_eq!(
+            csi.controller_expand_secret_ref.unwrap().name.as_deref(),
+            Some("exp")
+        );
+        assert!(csi.node_stage_secret_ref.is_none());
+        assert!(csi.read_only.is_none());
+    }
+
+    #[test]
+    fn no_secret_writes_empty_deletion_annotations() {
+        let pv =
+            saved(check_response(&plan(&[]), &claim(), DRIVER, "id", &response("v", 0)).unwrap());
+        let ann = pv.metadata.annotations.unwrap();
+        assert_eq!(ann[DELETION_SECRET_NAME], "");
+        assert_eq!(ann[DELETION_SECRET_NAMESPACE], "");
+        // capacity 0 means "as requested".
+        assert_eq!(pv.spec.unwrap().capacity.unwrap()["storage"].0, "1Gi");
+    }
+
+    #[test]
+    fn smaller_volume_must_be_cleaned_up() {
+        match check_response(&plan(&[]), &claim(), DRIVER, "id", &response("v", 1024)).unwrap() {
+            ResponseCheck::TooSmall { volume_id, error } => {
+                assert_eq!(volume_id, "v");
+                assert!(error.to_string().contains("less than requested"));
+            }
+            ResponseCheck::Save(_) => panic!("must not save"),
+        }
+    }
+
+    #[test]
+    fn garbage_responses_are_errors() {
+        let p = plan(&[]);
+        assert!(
+            check_response(
+                &p,
+                &claim(),
+                DRIVER,
+                "id",
+                &CreateVolumeResponse { volume: None }
+            )
+            .is_err()
+        );
+        assert!(check_response(&p, &claim(), DRIVER, "id", &response("", 0)).is_err());
+    }
+}

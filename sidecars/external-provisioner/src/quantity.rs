@@ -1,0 +1,142 @@
+//! Conversions between Kubernetes resource quantities and byte counts.
+
+use crate::error::Error;
+
+/// Parses a Kubernetes quantity (`"1Gi"`, `"500M"`, `"1.5Ki"`, `"1e3"`,
+/// `"100m"`) into whole bytes, rounding up as `resource.Quantity.Value()`
+/// does.
+///
+/// Errors: [`Error::InvalidClaim`] (final) for text that is not a quantity,
+/// a negative value, or a value beyond `i64`.
+pub fn to_bytes(q: &str) -> Result<i64, Error> {
+    let bad = || Error::InvalidClaim(format!("invalid storage quantity {q:?}"));
+    let s = q.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    if num.is_empty() || num.starts_with('-') {
+        return Err(bad());
+    }
+    // Decimal exponent form: 1e3, 2E6.
+    let (mantissa, exp10): (&str, i32) = if let Some(e) = suffix.strip_prefix(['e', 'E']) {
+        (num, e.parse().map_err(|_| bad())?)
+    } else {
+        (num, 0)
+    };
+    let (mult_num, mult_den): (u128, u128) = match if exp10 != 0 { "" } else { suffix } {
+        "" => (1, 1),
+        "m" => (1, 1000),
+        "k" => (1_000, 1),
+        "M" => (1_000_000, 1),
+        "G" => (1_000_000_000, 1),
+        "T" => (1_000_000_000_000, 1),
+        "P" => (1_000_000_000_000_000, 1),
+        "E" => (1_000_000_000_000_000_000, 1),
+        "Ki" => (1 << 10, 1),
+        "Mi" => (1 << 20, 1),
+        "Gi" => (1 << 30, 1),
+        "Ti" => (1 << 40, 1),
+        "Pi" => (1 << 50, 1),
+        "Ei" => (1 << 60, 1),
+        _ => return Err(bad()),
+    };
+    let mantissa = mantissa.trim_start_matches('+');
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int_part.is_empty() && frac_part.is_empty() {
+        return Err(bad());
+    }
+    let digits = format!("{int_part}{frac_part}");
+    if !digits.chars().all(|c| c.is_ascii_digit()) || digits.len() > 30 {
+        return Err(bad());
+    }
+    let value: u128 = digits.parse().unwrap_or(0);
+    let mut den: u128 = 10u128.pow(frac_part.len() as u32) * mult_den;
+    let mut num: u128 = value.checked_mul(mult_num).ok_or_else(bad)?;
+    match exp10 {
+        e if e > 0 => {
+            num = num
+                .checked_mul(10u128.checked_pow(e as u32).ok_or_else(bad)?)
+                .ok_or_else(bad)?
+        }
+        e if e < 0 => {
+            den = den
+                .checked_mul(10u128.checked_pow((-e) as u32).ok_or_else(bad)?)
+                .ok_or_else(bad)?
+        }
+        _ => {}
+    }
+    let bytes = num.div_ceil(den);
+    i64::try_from(bytes).map_err(|_| bad())
+}
+
+/// Formats a byte count the way `resource.NewQuantity(bytes, BinarySI)`
+/// prints it: the largest binary suffix that divides it exactly
+/// (`1073741824` → `"1Gi"`, `1536 MiB` → `"1536Mi"`), else plain bytes.
+pub fn from_bytes(bytes: i64) -> String {
+    const SUFFIXES: [(&str, u32); 6] = [
+        ("Ei", 60),
+        ("Pi", 50),
+        ("Ti", 40),
+        ("Gi", 30),
+        ("Mi", 20),
+        ("Ki", 10),
+    ];
+    if bytes == 0 {
+        return "0".into();
+    }
+    for (suffix, shift) in SUFFIXES {
+        let unit = 1i64 << shift;
+        if bytes % unit == 0 {
+            return format!("{}{suffix}", bytes / unit);
+        }
+    }
+    bytes.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_binary_decimal_and_exponent_forms() {
+        let cases = [
+            ("1Gi", 1 << 30),
+            ("1Mi", 1 << 20),
+            ("1.5Ki", 1536),
+            ("500M", 500_000_000),
+            ("1G", 1_000_000_000),
+            ("1e3", 1000),
+            ("100", 100),
+            ("1500m", 2),
+            ("1k", 1000),
+            ("0", 0),
+        ];
+        for (text, want) in cases {
+            assert_eq!(to_bytes(text).unwrap(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for text in ["", "abc", "-1Gi", "1Xi", "1..5Gi", "99999999999Ei"] {
+            assert!(to_bytes(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn formats_like_binary_si() {
+        assert_eq!(from_bytes(1 << 30), "1Gi");
+        assert_eq!(from_bytes(1536 << 20), "1536Mi");
+        assert_eq!(from_bytes(1000), "1000");
+        assert_eq!(from_bytes(2048), "2Ki");
+        assert_eq!(from_bytes(0), "0");
+    }
+
+    #[test]
+    fn round_trips() {
+        for b in [1i64, 1023, 1024, 5 << 30, 123_456_789] {
+            assert_eq!(to_bytes(&from_bytes(b)).unwrap(), b);
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! A core/v1 Event recorder.
+//!
+//! The upstream sidecars record events through client-go's legacy recorder,
+//! which writes `v1 Event` objects; their RBAC grants only core (`""`) `events`
+//! `create/update/patch`. kube's `events.k8s.io` recorder would need different
+//! RBAC, so this recorder writes core/v1 Events the way client-go does:
+//!
+//! * name `<object name>.<hex Unix nanoseconds>`, in the object's namespace or
+//!   `default` for cluster-scoped objects;
+//! * `involvedObject` = the given reference, `source.component` and
+//!   `reportingComponent` = the component, `reportingInstance` = host name,
+//!   `firstTimestamp` = `lastTimestamp` = now, `count` = 1;
+//! * a repeat of the same (object, type, reason, message) within
+//!   [`AGGREGATION_WINDOW`] patches `count` and `lastTimestamp` of the earlier
+//!   Event instead of creating a new one (client-go's `EventCorrelator`
+//!   de-duplication). If that Event is gone (404), a new one is created.
+//!
+//! Simplifications against client-go, by design: no "similar events"
+//! aggregation (same reason, different messages) and no per-object spam
+//! token bucket; the de-duplication cache holds at most [`CACHE_CAPACITY`] entries.
+//!
+//! Messages are stored verbatim in the cluster: callers must not put secrets in
+//! them. Publishing errors are returned for the caller to log; they must never
+//! be fatal to a sidecar.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use tokio::time::Instant;
+
+use crate::Error;
+
+/// How long a published Event can absorb identical repeats.
+pub const AGGREGATION_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// Maximum number of remembered Events for de-duplication.
+pub const CACHE_CAPACITY: usize = 4096;
+
+/// Event severity, the core/v1 `type` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// Informational (`Normal`).
+    Normal,
+    /// Something went wrong (`Warning`).
+    Warning,
+}
+
+impl EventType {
+    /// The API string: `Normal` or `Warning`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+struct Seen {
+    namespace: String,
+    name: String,
+    count: i32,
+    first: Instant,
+}
+
+/// Records core/v1 Events for one component (see the module documentation).
+/// Cheap to share behind an `Arc`.
+pub struct EventRecorder {
+    client: Client,
+    component: String,
+    instance: String,
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+impl std::fmt::Debug for EventRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventRecorder")
+            .field("component", &self.component)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`EventRecorder::publish`] will do for an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    Create,
+    Bump {
+        namespace: String,
+        name: String,
+        count: i32,
+    },
+}
+
+impl EventRecorder {
+    /// A recorder whose events carry `component` as `source.component` and
+    /// `reportingComponent`, and this machine's host name as `reportingInstance`.
+    pub fn new(client: Client, component: &str) -> Self {
+        EventRecorder {
+            client,
+            component: component.to_owned(),
+            instance: crate::hostname(),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The component events are attributed to.
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
+    /// Records one event about `obj`.
+    ///
+    /// Errors: [`Error::EventCreate`] when the API server rejects the create or
+    /// patch (e.g. RBAC, namespace terminating). Log and carry on.
+    pub async fn publish(
+        &self,
+        obj: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), Error> {
+        let key = cache_key(obj, type_, reason, message);
+        let now = Instant::now();
+        let err = |source| Error::EventCreate {
+            object: format!(
+                "{}/{}",
+                obj.namespace.as_deref().unwrap_or(""),
+                obj.name.as_deref().unwrap_or("")
+            ),
+            reason: reason.to_owned(),
+            source,
+        };
+        if let Action::Bump {
+            namespace,
+            name,
+            count,
+        } = self.plan(&key, now)
+        {
+            let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+            let patch = serde_json::json!({
+                "count": count,
+                "lastTimestamp": Time(Timestamp::now()),
+                "message": message,
+            });
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Strategic(patch))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 => self.forget(&key),
+                Err(e) => return Err(err(e)),
+            }
+        }
+        let event = self.build(obj, type_, reason, message);
+        let namespace = event.metadata.namespace.clone().unwrap_or_default();
+        let name = event.metadata.name.clone().unwrap_or_default();
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        api.create(&PostParams::default(), &event)
+            .await
+            .map_err(err)?;
+        self.remember(key, namespace, name, now);
+        Ok(())
+    }
+
+    /// Decides between a fresh Event and bumping a cached one; bumps the count
+    /// eagerly so concurrent repeats get distinct counts.
+    fn plan(&self, key: &str, now: Instant) -> Action {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get_mut(key) {
+            Some(s) if now.duration_since(s.first) < AGGREGATION_WINDOW => {
+                s.count = s.count.saturating_add(1);
+                Action::Bump {
+                    namespace: s.namespace.clone(),
+                    name: s.name.clone(),
+                    count: s.count,
+                }
+            }
+            _ => Action::Create,
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    fn remember(&self, key: String, namespace: String, name: String, now: Instant) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= CACHE_CAPACITY {
+            seen.retain(|_, s| now.duration_since(s.first) < AGGREGATION_WINDOW);
+            if seen.len() >= CACHE_CAPACITY {
+                seen.clear();
+            }
+        }
+        seen.insert(
+            key,
+            Seen {
+                namespace,
+                name,
+                count: 1,
+                first: now,
+            },
+        );
+    }
+
+    fn build(&self, obj: &ObjectReference, type_: EventType, reason: &str, message: &str) -> Event {
+        let now = Timestamp::now();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let namespace = obj
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{}.{nanos:x}", obj.name.as_deref().unwrap_or(""))),
+                namespace: Some(namespace),
+                ..Default::default()
+            },
+            involved_object: obj.clone(),
+            reason: Some(reason.to_owned()),
+            message: Some(message.to_owned()),
+            type_: Some(type_.as_str().to_owned()),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            count: Some(1),
+            source: Some(EventSource {
+                component: Some(self.component.clone()),
+                host: None,
+            }),
+            reporting_component: Some(self.component.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+fn cache_key(obj: &ObjectReference, type_: EventType, reason: &str, message: &str) -> String {
+    let f = |o: &Option<String>| o.clone().unwrap_or_default();
+    [
+        f(&obj.api_version),
+        f(&obj.kind),
+        f(&obj.namespace),
+        f(&obj.name),
+        f(&obj.uid),
+        type_.as_str().to_owned(),
+        reason.to_owned(),
+        message.to_owned(),
+    ]
+    .join("\u{0}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_api::FakeApi;
+
+    fn pvc() -> ObjectReference {
+        ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("PersistentVolumeClaim".into()),
+            namespace: Some("ns1".into()),
+            name: Some("claim".into()),
+            uid: Some("uid-1".into()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn creates_core_v1_event() {
+        let fake = FakeApi::default();
+        let rec = EventRecorder::new(fake.client(), "csi-provisioner");
+        rec.publish(
+            &pvc(),
+            EventType::Normal,
+            "Provisioning",
+            "External provisioner is provisioning",
+        )
+        .await
+        .unwrap();
+        let events = fake.objects("/api/v1/namespaces/ns1/events/");
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        let name = e["metadata"]["name"].as_str().unwrap();
+        let (prefix, hex) = name.split_once('.').unwrap();
+        assert_eq!(prefix, "claim");
+        assert!(
+            hex.len() >= 15 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+            "{hex}"
+        );
+        assert_eq!(e["involvedObject"]["kind"], "PersistentVolumeClaim");
+        assert_eq!(e["involvedObject"]["uid"], "uid-1");
+        assert_eq!(e["type"], "Normal");
+        assert_eq!(e["reason"], "Provisioning");
+        assert_eq!(e["count"], 1);
+        assert_eq!(e["source"]["component"], "csi-provisioner");
+        assert_eq!(e["reportingComponent"], "csi-provisioner");
+        assert!(e["firstTimestamp"].is_string());
+        assert_eq!(e["firstTimestamp"], e["lastTimestamp"]);
+    }
+
+    #[tokio::test]
+    async fn repeats_are_aggregated() {
+        let fake = FakeApi::default();
+        let rec = EventRecorder::new(fake.client(), "c");
+        for _ in 0..3 {
+            rec.publish(&pvc(), EventType::Warning, "ProvisioningFailed", "boom")
+                .await
+                .unwrap();
+        }
+        rec.publish(&pvc(), EventType::Warning, "ProvisioningFailed", "other")
+            .await
+            .unwrap();
+        let events = fake.objects("/api/v1/namespaces/ns1/events/");
+        assert_eq!(events.len(), 2);
+        let boom = events.iter().find(|e| e["message"] == "boom").unwrap();
+        assert_eq!(boom["count"], 3);
+        assert_eq!(fake.requests_with_method("PATCH"), 2);
+    }
+
+    #[tokio::test]
+    async fn deleted_event_is_recreated() {
+        let fake = FakeApi::default();
+        let rec = EventRecorder::new(fake.client(), "c");
+        rec.publish(&pvc(), EventType::Normal, "R", "m")
+            .await
+            .unwrap();
+        fake.clear();
+        rec.publish(&pvc(), EventType::Normal, "R", "m")
+            .await
+            .unwrap();
+        let events = fake.objects("/api/v1/namespaces/ns1/events/");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["count"], 1);
+    }
+
+    #[tokio::test]
+    async fn cluster_scoped_objects_go_to_default() {
+        let fake = FakeApi::default();
+        let rec = EventRecorder::new(fake.client(), "c");
+        let pv = ObjectReference {
+            kind: Some("PersistentVolume".into()),
+            name: Some("pv-1".into()),
+            ..Default::default()
+        };
+        rec.publish(&pv, EventType::Warning, "VolumeFailedDelete", "x")
+            .await
+            .unwrap();
+        assert_eq!(fake.objects("/api/v1/namespaces/default/events/").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn api_errors_are_returned() {
+        let fake = FakeApi::default();
+        fake.fail_all(403);
+        let rec = EventRecorder::new(fake.client(), "c");
+        let e = rec
+            .publish(&pvc(), EventType::Normal, "R", "m")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::EventCreate { .. }));
+        assert!(e.is_final());
+    }
+}

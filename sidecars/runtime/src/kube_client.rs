@@ -1,0 +1,325 @@
+//! Kubernetes client construction with client-go's QPS/burst throttling.
+//!
+//! Configuration follows csi-lib-utils `config.BuildConfig`: a kubeconfig file
+//! when one is named (`KUBECONFIG` env, else `--kubeconfig`, see
+//! [`CommonArgs::kubeconfig_path`]), otherwise the in-cluster service-account
+//! configuration. Unlike `kube::Config::infer`, `~/.kube/config` is never
+//! consulted implicitly, so a sidecar behaves the same on a developer machine
+//! as in a pod.
+//!
+//! kube has no QPS/burst settings, so [`QpsLayer`] adds client-go's token bucket
+//! (`flowcontrol.NewTokenBucketRateLimiter`) to the request stack: the bucket
+//! starts full with `burst` tokens and refills at `qps` per second; every
+//! request, including the opening of a watch, takes one token before it is
+//! sent. Limits follow client-go's `rest.Config` rules: QPS `0` means the
+//! default 5, burst `0` the default 10, and a negative QPS disables throttling.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::HeaderValue;
+use kube::client::ClientBuilder;
+
+use crate::Error;
+use crate::flags::CommonArgs;
+
+/// client-go's `rest.DefaultQPS`, used when QPS is 0.
+pub const DEFAULT_QPS: f64 = 5.0;
+/// client-go's `rest.DefaultBurst`, used when burst is 0.
+pub const DEFAULT_BURST: u32 = 10;
+
+/// A client for `args` with `--kube-api-qps` / `--kube-api-burst`, sending
+/// `User-Agent: <user_agent>`.
+///
+/// Errors: [`Error::Kubeconfig`], [`Error::InClusterConfig`], [`Error::ClientBuild`].
+pub async fn client(args: &CommonArgs, user_agent: &str) -> Result<kube::Client, Error> {
+    client_with_limits(args, args.kube_api_qps, args.kube_api_burst, user_agent).await
+}
+
+/// Like [`client`] with explicit limits, for the places upstream uses a
+/// different rate (e.g. the provisioner's capacity client) or a separate client
+/// (leader election gets its own so the main client's throttling cannot starve
+/// lease renewals).
+pub async fn client_with_limits(
+    args: &CommonArgs,
+    qps: f64,
+    burst: u32,
+    user_agent: &str,
+) -> Result<kube::Client, Error> {
+    let config = load_config(args).await?;
+    client_from_config(config, qps, burst, user_agent)
+}
+
+/// Loads the configuration as described in the module documentation.
+pub async fn load_config(args: &CommonArgs) -> Result<kube::Config, Error> {
+    match args.kubeconfig_path() {
+        Some(path) => {
+            let shown = path.display().to_string();
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(&path).map_err(|source| Error::Kubeconfig {
+                    path: shown.clone(),
+                    source,
+                })?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(|source| Error::Kubeconfig {
+                    path: shown,
+                    source,
+                })
+        }
+        None => kube::Config::incluster().map_err(Error::InClusterConfig),
+    }
+}
+
+/// Builds a client from an already loaded configuration (kube's default stack:
+/// auth, retries of 429/503/504, tracing) with a [`QpsLayer`] in front.
+/// A `user_agent` that is not a valid header value is ignored.
+pub fn client_from_config(
+    mut config: kube::Config,
+    qps: f64,
+    burst: u32,
+    user_agent: &str,
+) -> Result<kube::Client, Error> {
+    if let Ok(v) = HeaderValue::from_str(user_agent) {
+        config
+            .headers
+            .retain(|(k, _)| k != http::header::USER_AGENT);
+        config.headers.push((http::header::USER_AGENT, v));
+    }
+    let builder = ClientBuilder::try_from(config).map_err(Error::ClientBuild)?;
+    Ok(builder.with_layer(&QpsLayer::new(qps, burst)).build())
+}
+
+/// A tower layer holding one token bucket shared by every service it wraps.
+#[derive(Clone, Debug)]
+pub struct QpsLayer {
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+impl QpsLayer {
+    /// A bucket with `burst` tokens refilled at `qps` per second, using
+    /// client-go's rules: `qps == 0` → 5, `burst == 0` → 10, `qps < 0`, NaN,
+    /// infinite or above 10⁹ → unlimited.
+    pub fn new(qps: f64, burst: u32) -> Self {
+        let qps = if qps == 0.0 { DEFAULT_QPS } else { qps };
+        let burst = NonZeroU32::new(burst)
+            .or(NonZeroU32::new(DEFAULT_BURST))
+            .unwrap_or(NonZeroU32::MIN);
+        let limiter = (qps > 0.0)
+            .then(|| Duration::try_from_secs_f64(1.0 / qps).ok())
+            .flatten()
+            .and_then(Quota::with_period)
+            .map(|q| Arc::new(RateLimiter::direct(q.allow_burst(burst))));
+        QpsLayer { limiter }
+    }
+
+    /// A layer that never throttles.
+    pub fn unlimited() -> Self {
+        QpsLayer { limiter: None }
+    }
+
+    /// Whether this layer throttles at all.
+    pub fn is_limited(&self) -> bool {
+        self.limiter.is_some()
+    }
+}
+
+impl<S> tower::Layer<S> for QpsLayer {
+    type Service = QpsService<S>;
+
+    fn layer(&self, inner: S) -> QpsService<S> {
+        QpsService {
+            inner,
+            limiter: self.limiter.clone(),
+            wait: None,
+            has_token: false,
+        }
+    }
+}
+
+/// The service produced by [`QpsLayer`]: `poll_ready` is pending until a token
+/// is available and the inner service is ready; `call` spends the token.
+pub struct QpsService<S> {
+    inner: S,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    // A token taken in poll_ready but not yet spent, kept across an inner
+    // not-ready so one request never takes two tokens.
+    has_token: bool,
+}
+
+impl<S> std::fmt::Debug for QpsService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QpsService")
+            .field("limited", &self.limiter.is_some())
+            .field("has_token", &self.has_token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Waits for one token, sleeping on Tokio's timer rather than governor's own.
+async fn take_token(limiter: Arc<DefaultDirectRateLimiter>) {
+    let clock = DefaultClock::default();
+    loop {
+        match limiter.check() {
+            Ok(()) => return,
+            Err(not_until) => tokio::time::sleep(not_until.wait_time_from(clock.now())).await,
+        }
+    }
+}
+
+impl<S, Req> tower::Service<Req> for QpsService<S>
+where
+    S: tower::Service<Req>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        if !self.has_token
+            && let Some(limiter) = &self.limiter
+        {
+            let wait = self
+                .wait
+                .get_or_insert_with(|| Box::pin(take_token(limiter.clone())));
+            match wait.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    self.wait = None;
+                    self.has_token = true;
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> S::Future {
+        self.has_token = false;
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::noop_waker_ref;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{Layer, Service, ServiceExt};
+
+    fn counting() -> (
+        Arc<AtomicUsize>,
+        impl Service<(), Response = (), Error = std::convert::Infallible>,
+    ) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let c = n.clone();
+        let svc = tower::service_fn(move |()| {
+            c.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, std::convert::Infallible>(()) }
+        });
+        (n, svc)
+    }
+
+    fn poll_ready_now<S: Service<()>>(svc: &mut S) -> bool {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(())))
+    }
+
+    #[tokio::test]
+    async fn burst_passes_then_throttles() {
+        // One token per 1000 s: nothing refills during the test.
+        let (calls, inner) = counting();
+        let mut svc = QpsLayer::new(0.001, 3).layer(inner);
+        for _ in 0..3 {
+            assert!(poll_ready_now(&mut svc));
+            svc.call(()).await.unwrap();
+        }
+        assert!(
+            !poll_ready_now(&mut svc),
+            "4th request must wait for a token"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn ready_twice_takes_one_token() {
+        let (_, inner) = counting();
+        let mut svc = QpsLayer::new(0.001, 2).layer(inner);
+        assert!(poll_ready_now(&mut svc));
+        assert!(poll_ready_now(&mut svc));
+        svc.call(()).await.unwrap();
+        assert!(poll_ready_now(&mut svc));
+        svc.call(()).await.unwrap();
+        assert!(!poll_ready_now(&mut svc));
+    }
+
+    #[tokio::test]
+    async fn refills_at_qps() {
+        // 1000 QPS, burst 1: after spending the token a new one arrives in ~1 ms.
+        let (calls, inner) = counting();
+        let mut svc = QpsLayer::new(1000.0, 1).layer(inner);
+        for _ in 0..5 {
+            svc.ready().await.unwrap().call(()).await.unwrap();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+    }
+
+    #[test]
+    fn client_go_limit_rules() {
+        assert!(QpsLayer::new(0.0, 0).is_limited());
+        assert!(QpsLayer::new(5.0, 10).is_limited());
+        assert!(!QpsLayer::new(-1.0, 10).is_limited());
+        assert!(!QpsLayer::new(f64::NAN, 10).is_limited());
+        assert!(!QpsLayer::new(f64::INFINITY, 10).is_limited());
+        assert!(!QpsLayer::unlimited().is_limited());
+    }
+
+    #[tokio::test]
+    async fn default_burst_when_zero() {
+        let (_, inner) = counting();
+        let mut svc = QpsLayer::new(0.001, 0).layer(inner);
+        for _ in 0..DEFAULT_BURST {
+            assert!(poll_ready_now(&mut svc));
+            svc.call(()).await.unwrap();
+        }
+        assert!(!poll_ready_now(&mut svc));
+    }
+
+    #[tokio::test]
+    async fn unlimited_never_waits() {
+        let (_, inner) = counting();
+        let mut svc = QpsLayer::new(-1.0, 1).layer(inner);
+        for _ in 0..100 {
+            assert!(poll_ready_now(&mut svc));
+            svc.call(()).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn kubeconfig_file_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n\
+             contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n    namespace: ns1\n\
+             current-context: x\nusers:\n- name: u\n  user:\n    token: abc\n",
+        )
+        .unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&path).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(cfg.default_namespace, "ns1");
+        let client = client_from_config(cfg, 5.0, 10, "csi-test/v0").unwrap();
+        assert_eq!(client.default_namespace(), "ns1");
+    }
+}

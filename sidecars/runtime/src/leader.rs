@@ -1,0 +1,1109 @@
+//! Lease leader election, interoperable with client-go's `leaderelection`
+//! as used by csi-lib-utils, so that Go and Rust replicas of a sidecar contend
+//! for the same Lease during a rolling upgrade.
+//!
+//! # Why not kube-lease-manager
+//!
+//! kube-lease-manager 0.13.1 (the only election crate on kube 5) was inspected
+//! and rejected because it cannot share a Lease safely with client-go:
+//!
+//! * it writes with server-side apply / strategic-merge patches without a
+//!   `resourceVersion` precondition, so two contenders can both "win" the same
+//!   expired Lease, whereas client-go's `Update` fails with 409 for the loser;
+//!   a Go replica's `Update` also takes over field ownership, after which a
+//!   non-forced apply conflicts;
+//! * it computes expiry as the remote `renewTime + leaseDurationSeconds`, which
+//!   depends on clock skew between replicas; client-go instead measures expiry
+//!   from the *local* time it last observed the record change;
+//! * it clears `holderIdentity` of an expired Lease before taking it and keeps
+//!   its own transition accounting, which differs from client-go's record
+//!   (`acquireTime`, `leaseTransitions` semantics).
+//!
+//! So this module re-implements client-go's algorithm (`tryAcquireOrRenew`):
+//!
+//! * **Record**: Lease `coordination.k8s.io/v1` spec fields `holderIdentity`,
+//!   `leaseDurationSeconds`, `acquireTime`, `renewTime` (MicroTime),
+//!   `leaseTransitions`.
+//! * **Expiry**: a Lease held by someone else is taken over only when its spec
+//!   has not changed for its `leaseDurationSeconds`, measured from the local
+//!   instant this process first saw that spec ([`decide`]).
+//! * **Writes**: `create` when absent, otherwise `replace` (PUT) of the last read
+//!   object, carrying its `resourceVersion`, so concurrent writers get 409 like
+//!   client-go's `Update`. A leader first tries an optimistic PUT of its cached
+//!   object and falls back to GET + PUT on failure.
+//! * **Transitions**: taking over increments `leaseTransitions` and sets
+//!   `acquireTime`; renewing keeps both.
+//! * **Timing**: acquisition is retried every `retry × (1 + 1.2·rand)`; the leader
+//!   renews every retry period and, if no renewal succeeds within the renew
+//!   deadline, leadership is lost. Loss ends [`run_with_leader_election`] with
+//!   [`LeaderOutcome::Lost`]; [`run_with_leader_election_or_exit`] then logs
+//!   "Stopped leading" and exits 1 like csi-lib-utils.
+//! * **Labels**: `--leader-election-labels` are written on every create/update,
+//!   i.e. while this replica holds the Lease.
+//! * **Events**: `LeaderElection` Normal events "`<identity>` became leader" /
+//!   "`<identity>` stopped leading" on the Lease, component `<lock name>/<identity>`.
+//! * **Health**: [`LeaderHealth`] backs `/healthz/leader-election`.
+//!
+//! The caller should pass a client of its own (built from the same config), as
+//! csi-lib-utils does, so the main client's throttling cannot starve renewals.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
+use kube::{Api, Client, Resource};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::time::Instant;
+use tracing::{debug, error, info, trace, warn};
+
+use crate::Error;
+use crate::events::{EventRecorder, EventType};
+use crate::flags::CommonArgs;
+
+/// Extra time past the lease duration before `/healthz/leader-election` fails
+/// (csi-lib-utils registers its watchdog with 20 s).
+pub const HEALTH_TOLERANCE: Duration = Duration::from_secs(20);
+
+/// client-go's `JitterFactor` for the acquire loop and the renew-deadline check.
+const JITTER_FACTOR: f64 = 1.2;
+
+/// Where the service-account namespace is mounted in a pod.
+pub const SERVICE_ACCOUNT_NAMESPACE_FILE: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// Replaces every character outside `[a-zA-Z0-9-]` with `-` and appends `X` if
+/// the result ends with `-` (csi-lib-utils `sanitizeName`). No lowercasing and
+/// no truncation, so Go and Rust replicas derive identical Lease names:
+/// `hostpath.csi.k8s.io` → `hostpath-csi-k8s-io`, `driver\` → `driver-X`.
+pub fn sanitize_lease_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if out.ends_with('-') {
+        out.push('X');
+    }
+    out
+}
+
+/// The default identity: this host's name (the pod name), as csi-lib-utils
+/// uses `os.Hostname()`. Sanitised when written to the Lease.
+pub fn default_identity() -> String {
+    crate::hostname()
+}
+
+/// The Lease namespace: `flag` if non-empty, else env `POD_NAMESPACE`, else the
+/// trimmed service-account namespace file, else `default`.
+pub fn resolve_namespace(flag: &str) -> String {
+    let env = std::env::var("POD_NAMESPACE").ok();
+    let file = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE_FILE).ok();
+    resolve_namespace_from(flag, env.as_deref(), file.as_deref())
+}
+
+fn resolve_namespace_from(flag: &str, env: Option<&str>, file: Option<&str>) -> String {
+    if !flag.is_empty() {
+        return flag.to_owned();
+    }
+    if let Some(ns) = env.filter(|s| !s.is_empty()) {
+        return ns.to_owned();
+    }
+    if let Some(ns) = file.map(str::trim).filter(|s| !s.is_empty()) {
+        return ns.to_owned();
+    }
+    "default".to_owned()
+}
+
+/// Leader-election settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaderConfig {
+    /// The lock name as the sidecar derives it (e.g. the driver name); the Lease
+    /// is named [`sanitize_lease_name`] of it, the event component uses it as is.
+    pub lock_name: String,
+    /// Lease namespace.
+    pub namespace: String,
+    /// This replica's identity (host name); sanitised in the Lease's `holderIdentity`.
+    pub identity: String,
+    /// `--leader-election-lease-duration` (written as whole seconds).
+    pub lease_duration: Duration,
+    /// `--leader-election-renew-deadline`.
+    pub renew_deadline: Duration,
+    /// `--leader-election-retry-period`.
+    pub retry_period: Duration,
+    /// Labels put on the Lease while leading.
+    pub labels: BTreeMap<String, String>,
+    /// Release the Lease (empty holder, 1 s duration, as client-go's
+    /// `ReleaseOnCancel`) when `run` completes; upstream's
+    /// `ReleaseLeaderElectionOnExit` feature gate. Off by default.
+    pub release_on_exit: bool,
+}
+
+impl LeaderConfig {
+    /// Settings from the standard flags: namespace via [`resolve_namespace`],
+    /// identity via [`default_identity`], validated with [`LeaderConfig::validate`].
+    pub fn from_args(lock_name: &str, args: &CommonArgs) -> Result<Self, Error> {
+        let cfg = LeaderConfig {
+            lock_name: lock_name.to_owned(),
+            namespace: resolve_namespace(&args.leader_election_namespace),
+            identity: default_identity(),
+            lease_duration: args.leader_election_lease_duration,
+            renew_deadline: args.leader_election_renew_deadline,
+            retry_period: args.leader_election_retry_period,
+            labels: args.leader_election_labels(),
+            release_on_exit: false,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The Lease object's name.
+    pub fn lease_name(&self) -> String {
+        sanitize_lease_name(&self.lock_name)
+    }
+
+    /// The `holderIdentity` this replica writes.
+    pub fn lease_identity(&self) -> String {
+        sanitize_lease_name(&self.identity)
+    }
+
+    /// client-go's checks, which panic there and are an
+    /// [`Error::LeaderElectionConfig`] here: `lease > renew`,
+    /// `renew > 1.2 × retry`, all positive, identity non-empty.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::LeaderElectionConfig(m.to_owned()));
+        if self.lease_duration <= self.renew_deadline {
+            return bad("lease duration must be greater than renew deadline");
+        }
+        if self.renew_deadline <= self.retry_period.mul_f64(JITTER_FACTOR) {
+            return bad("renew deadline must be greater than retry period × 1.2");
+        }
+        if self.lease_duration.is_zero()
+            || self.renew_deadline.is_zero()
+            || self.retry_period.is_zero()
+        {
+            return bad(
+                "lease duration, renew deadline and retry period must be greater than zero",
+            );
+        }
+        if self.identity.is_empty() {
+            return bad("identity is empty");
+        }
+        if self.lock_name.is_empty() {
+            return bad("lock name is empty");
+        }
+        Ok(())
+    }
+
+    fn lease_duration_seconds(&self) -> i32 {
+        i32::try_from(self.lease_duration.as_secs()).unwrap_or(i32::MAX)
+    }
+}
+
+struct HealthState {
+    leading: bool,
+    observed_at: Option<Instant>,
+}
+
+struct HealthInner {
+    lease_name: String,
+    lease_duration: Duration,
+    state: Mutex<HealthState>,
+    master_status: Gauge,
+    slowpath: Counter,
+}
+
+/// Shared view of this replica's leadership for `/healthz/leader-election` and
+/// the `leader_election_master_status` / `leader_election_slowpath_total` metrics.
+/// Clones share state.
+#[derive(Clone)]
+pub struct LeaderHealth {
+    inner: Arc<HealthInner>,
+}
+
+impl std::fmt::Debug for LeaderHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderHealth")
+            .field("lease_name", &self.inner.lease_name)
+            .field("leading", &self.is_leader())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaderHealth {
+    /// A handle for the Lease `lease_name` with the configured lease duration.
+    pub fn new(lease_name: &str, lease_duration: Duration) -> Self {
+        LeaderHealth {
+            inner: Arc::new(HealthInner {
+                lease_name: lease_name.to_owned(),
+                lease_duration,
+                state: Mutex::new(HealthState {
+                    leading: false,
+                    observed_at: None,
+                }),
+                master_status: Gauge::default(),
+                slowpath: Counter::default(),
+            }),
+        }
+    }
+
+    /// A handle matching `config`.
+    pub fn for_config(config: &LeaderConfig) -> Self {
+        Self::new(&config.lease_name(), config.lease_duration)
+    }
+
+    /// csi-lib-utils' watchdog: `Err("failed election to renew leadership on
+    /// lease <name>")` if this replica leads and `now − last observed renewal`
+    /// exceeds lease duration + [`HEALTH_TOLERANCE`]; `Ok` otherwise (always
+    /// for non-leaders).
+    pub fn check(&self, now: Instant) -> Result<(), String> {
+        let st = self.lock();
+        match (st.leading, st.observed_at) {
+            (true, Some(at))
+                if now.saturating_duration_since(at)
+                    > self.inner.lease_duration + HEALTH_TOLERANCE =>
+            {
+                Err(format!(
+                    "failed election to renew leadership on lease {}",
+                    self.inner.lease_name
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this replica currently holds the Lease (as last observed).
+    pub fn is_leader(&self) -> bool {
+        self.lock().leading
+    }
+
+    /// Records an observation: whether the observed record names this replica,
+    /// and when it was observed. Called by the elector; public for tests of
+    /// code that consumes the health state.
+    pub fn record(&self, leading: bool, observed_at: Instant) {
+        {
+            let mut st = self.lock();
+            st.leading = leading;
+            st.observed_at = Some(observed_at);
+        }
+        self.inner.master_status.set(i64::from(leading));
+    }
+
+    /// Registers `leader_election_master_status{name}` (1 while leading) and
+    /// `leader_election_slowpath_total{name}` (renewals that needed a GET), as
+    /// client-go exposes them.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        let sub =
+            registry.sub_registry_with_label(("name".into(), self.inner.lease_name.clone().into()));
+        sub.register(
+            "leader_election_master_status",
+            "Whether this replica is the leader (1) or not (0)",
+            self.inner.master_status.clone(),
+        );
+        sub.register(
+            "leader_election_slowpath",
+            "Lease renewals that had to re-read the Lease",
+            self.inner.slowpath.clone(),
+        );
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The outcome of one election step for a given observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The Lease is free or expired: write it with this identity (new transition).
+    Acquire,
+    /// This identity holds the Lease: write a new renew time.
+    Renew,
+    /// Someone else holds a Lease that has not expired yet.
+    Wait,
+    /// The renew deadline passed without a successful renewal.
+    Lost,
+}
+
+/// client-go's decision for an observed Lease `record` (None = empty spec),
+/// first seen locally at `observed_at`, at instant `now`, for `identity`
+/// (the sanitised holder identity). `renew_by` is the current renew deadline
+/// while leading, `None` while acquiring.
+///
+/// Expiry is judged on local time only: `observed_at + leaseDurationSeconds`
+/// of the record, never the remote `renewTime`, so clock skew between replicas
+/// does not matter.
+pub fn decide(
+    record: Option<&LeaseSpec>,
+    observed_at: Instant,
+    now: Instant,
+    identity: &str,
+    renew_by: Option<Instant>,
+) -> Decision {
+    if renew_by.is_some_and(|deadline| now >= deadline) {
+        return Decision::Lost;
+    }
+    let holder = record
+        .and_then(|r| r.holder_identity.as_deref())
+        .unwrap_or("");
+    if holder == identity && !holder.is_empty() {
+        return Decision::Renew;
+    }
+    if holder.is_empty() {
+        return Decision::Acquire;
+    }
+    if lease_valid(record, observed_at, now) {
+        Decision::Wait
+    } else {
+        Decision::Acquire
+    }
+}
+
+fn lease_valid(record: Option<&LeaseSpec>, observed_at: Instant, now: Instant) -> bool {
+    let secs = record
+        .and_then(|r| r.lease_duration_seconds)
+        .unwrap_or(0)
+        .max(0);
+    observed_at + Duration::from_secs(u64::try_from(secs).unwrap_or(0)) > now
+}
+
+/// How [`run_with_leader_election`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaderOutcome {
+    /// Leadership was lost (renew deadline passed); upstream exits 1. `run` was cancelled.
+    Lost,
+    /// `run` completed while this replica was leading (e.g. on shutdown).
+    RunCompleted,
+}
+
+fn micro_now() -> MicroTime {
+    let now = Timestamp::now();
+    MicroTime(Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now))
+}
+
+struct Elector {
+    api: Api<Lease>,
+    cfg: LeaderConfig,
+    name: String,
+    identity: String,
+    health: LeaderHealth,
+    /// Last Lease object read or written (its resourceVersion guards updates).
+    lease: Option<Lease>,
+    /// Spec of that object, and the local instant it was first seen.
+    observed: Option<LeaseSpec>,
+    observed_at: Instant,
+    reported_leader: String,
+}
+
+impl Elector {
+    fn new(client: Client, cfg: LeaderConfig, health: LeaderHealth) -> Self {
+        Elector {
+            api: Api::namespaced(client, &cfg.namespace),
+            name: cfg.lease_name(),
+            identity: cfg.lease_identity(),
+            cfg,
+            health,
+            lease: None,
+            observed: None,
+            observed_at: Instant::now(),
+            reported_leader: String::new(),
+        }
+    }
+
+    fn desc(&self) -> String {
+        format!("{}/{}", self.cfg.namespace, self.name)
+    }
+
+    fn is_leader(&self) -> bool {
+        self.observed
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            == Some(self.identity.as_str())
+    }
+
+    fn spec(
+        &self,
+        holder: &str,
+        duration_secs: i32,
+        acquire: Option<MicroTime>,
+        renew: MicroTime,
+        transitions: i32,
+    ) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.to_owned()),
+            lease_duration_seconds: Some(duration_secs),
+            acquire_time: acquire,
+            renew_time: Some(renew),
+            lease_transitions: Some(transitions),
+            ..Default::default()
+        }
+    }
+
+    fn object(&self, base: Option<&Lease>, spec: LeaseSpec) -> Lease {
+        let mut lease = base.cloned().unwrap_or_else(|| Lease {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.cfg.namespace.clone()),
+                ..Default::default()
+            },
+            spec: None,
+        });
+        if !self.cfg.labels.is_empty() {
+            let labels = lease.metadata.labels.get_or_insert_with(Default::default);
+            labels.extend(self.cfg.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        lease.spec = Some(spec);
+        lease
+    }
+
+    fn set_observed(&mut self, lease: Lease) {
+        self.observed = Some(lease.spec.clone().unwrap_or_default());
+        self.observed_at = Instant::now();
+        self.lease = Some(lease);
+        self.observation_changed();
+    }
+
+    fn observation_changed(&mut self) {
+        let holder = self
+            .observed
+            .as_ref()
+            .and_then(|s| s.holder_identity.clone())
+            .unwrap_or_default();
+        if holder != self.reported_leader {
+            debug!(lease = %self.desc(), leader = %holder, "new leader detected");
+            self.reported_leader = holder;
+        }
+        self.health.record(self.is_leader(), self.observed_at);
+    }
+
+    async fn replace(&self, lease: &Lease) -> Result<Lease, Error> {
+        self.api
+            .replace(&self.name, &PostParams::default(), lease)
+            .await
+            .map_err(|source| Error::LeaseUpdate {
+                namespace: self.cfg.namespace.clone(),
+                name: self.name.clone(),
+                source,
+            })
+    }
+
+    /// One client-go `tryAcquireOrRenew`; true when this replica holds a freshly
+    /// written Lease afterwards.
+    async fn try_acquire_or_renew(&mut self) -> bool {
+        let now = micro_now();
+        let secs = self.cfg.lease_duration_seconds();
+
+        // Fast path: the leader assumes its cached object is current.
+        if self.is_leader() && lease_valid(self.observed.as_ref(), self.observed_at, Instant::now())
+        {
+            let old = self.observed.clone().unwrap_or_default();
+            let spec = self.spec(
+                &self.identity,
+                secs,
+                old.acquire_time,
+                now.clone(),
+                old.lease_transitions.unwrap_or(0),
+            );
+            let obj = self.object(self.lease.as_ref(), spec);
+            match self.replace(&obj).await {
+                Ok(l) => {
+                    self.set_observed(l);
+                    return true;
+                }
+                Err(error) => {
+                    error!(%error, "Failed to update lock optimistically, falling back to slow path")
+                }
+            }
+        }
+
+        let current = match self.api.get_opt(&self.name).await {
+            Err(source) => {
+                let error = Error::LeaseGet {
+                    namespace: self.cfg.namespace.clone(),
+                    name: self.name.clone(),
+                    source,
+                };
+                error!(%error, "error retrieving resource lock");
+                return false;
+            }
+            Ok(None) => {
+                let spec = self.spec(&self.identity, secs, Some(now.clone()), now, 0);
+                let obj = self.object(None, spec);
+                return match self.api.create(&PostParams::default(), &obj).await {
+                    Ok(l) => {
+                        self.set_observed(l);
+                        true
+                    }
+                    Err(error) => {
+                        error!(%error, lease = %self.desc(), "error initially creating leader election record");
+                        false
+                    }
+                };
+            }
+            Ok(Some(l)) => l,
+        };
+
+        let spec = current.spec.clone().unwrap_or_default();
+        if self.observed.as_ref() != Some(&spec) {
+            self.observed = Some(spec.clone());
+            self.observed_at = Instant::now();
+        }
+        self.lease = Some(current);
+        self.observation_changed();
+
+        let (acquire, transitions) = match decide(
+            Some(&spec),
+            self.observed_at,
+            Instant::now(),
+            &self.identity,
+            None,
+        ) {
+            Decision::Wait | Decision::Lost => {
+                debug!(
+                    lease = %self.desc(),
+                    holder = spec.holder_identity.as_deref().unwrap_or(""),
+                    "lock is held by another replica and has not yet expired"
+                );
+                return false;
+            }
+            Decision::Renew => {
+                self.health.inner.slowpath.inc();
+                (
+                    spec.acquire_time.clone(),
+                    spec.lease_transitions.unwrap_or(0),
+                )
+            }
+            Decision::Acquire => (
+                Some(now.clone()),
+                spec.lease_transitions.unwrap_or(0).saturating_add(1),
+            ),
+        };
+        let new_spec = self.spec(&self.identity, secs, acquire, now, transitions);
+        let obj = self.object(self.lease.as_ref(), new_spec);
+        match self.replace(&obj).await {
+            Ok(l) => {
+                self.set_observed(l);
+                true
+            }
+            Err(error) => {
+                error!(%error, "Failed to update lock");
+                false
+            }
+        }
+    }
+
+    /// Like `try_acquire_or_renew`, but a hung request counts as a failure.
+    async fn attempt(&mut self, deadline: Instant) -> bool {
+        tokio::time::timeout_at(deadline, self.try_acquire_or_renew())
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Blocks until this replica holds the Lease.
+    async fn acquire(&mut self) {
+        info!(lease = %self.desc(), "attempting to acquire leader lease");
+        loop {
+            if self.attempt(Instant::now() + self.cfg.renew_deadline).await {
+                info!(lease = %self.desc(), "successfully acquired lease");
+                return;
+            }
+            debug!(lease = %self.desc(), "failed to acquire lease");
+            let jitter = 1.0 + rand::random::<f64>() * JITTER_FACTOR;
+            tokio::time::sleep(self.cfg.retry_period.mul_f64(jitter)).await;
+        }
+    }
+
+    /// Renews every retry period; returns when a renewal round misses the deadline.
+    async fn renew_loop(&mut self) {
+        loop {
+            let deadline = Instant::now() + self.cfg.renew_deadline;
+            loop {
+                if decide(
+                    self.observed.as_ref(),
+                    self.observed_at,
+                    Instant::now(),
+                    &self.identity,
+                    Some(deadline),
+                ) == Decision::Lost
+                {
+                    info!(lease = %self.desc(), "failed to renew lease: timed out waiting for the condition");
+                    return;
+                }
+                if self.attempt(deadline).await {
+                    trace!(lease = %self.desc(), "successfully renewed lease");
+                    break;
+                }
+                let next = (Instant::now() + self.cfg.retry_period).min(deadline);
+                tokio::time::sleep_until(next).await;
+            }
+            tokio::time::sleep(self.cfg.retry_period).await;
+        }
+    }
+
+    /// client-go's `release`: hand the Lease over immediately.
+    async fn release(&mut self) {
+        if !self.is_leader() {
+            return;
+        }
+        let now = micro_now();
+        let transitions = self
+            .observed
+            .as_ref()
+            .and_then(|s| s.lease_transitions)
+            .unwrap_or(0);
+        let spec = self.spec("", 1, Some(now.clone()), now, transitions);
+        let obj = self.object(self.lease.as_ref(), spec);
+        match self.replace(&obj).await {
+            Ok(l) => {
+                self.set_observed(l);
+                info!(lease = %self.desc(), "released lease");
+            }
+            Err(error) => error!(%error, "Failed to release lock"),
+        }
+    }
+
+    fn lease_ref(&self) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+        self.lease.as_ref().map(|l| l.object_ref(&()))
+    }
+}
+
+async fn record_event(
+    recorder: &EventRecorder,
+    lease: Option<k8s_openapi::api::core::v1::ObjectReference>,
+    message: String,
+) {
+    let Some(obj) = lease else { return };
+    if let Err(error) = recorder
+        .publish(&obj, EventType::Normal, "LeaderElection", &message)
+        .await
+    {
+        warn!(%error, "failed to record leader election event");
+    }
+}
+
+/// Runs `run` while this replica holds the Lease described by `config`.
+///
+/// Blocks until the Lease is acquired (retrying forever, as upstream), then
+/// calls `run` and renews the Lease concurrently in the same task. Returns
+/// [`LeaderOutcome::Lost`] when a renewal misses the renew deadline (the `run`
+/// future is dropped first), or [`LeaderOutcome::RunCompleted`] when `run`
+/// finishes while leading (the Lease is then released if
+/// [`LeaderConfig::release_on_exit`], else left to expire as upstream does by
+/// default). `run` should spawn CPU-heavy work rather than block its poll, or
+/// renewals are delayed.
+///
+/// Errors: [`Error::LeaderElectionConfig`] for invalid timings; API failures
+/// are logged and retried, never returned.
+pub async fn run_with_leader_election<F, Fut>(
+    client: Client,
+    config: LeaderConfig,
+    health: LeaderHealth,
+    run: F,
+) -> Result<LeaderOutcome, Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    config.validate()?;
+    let recorder = Arc::new(EventRecorder::new(
+        client.clone(),
+        &format!("{}/{}", config.lock_name, config.identity),
+    ));
+    let release_on_exit = config.release_on_exit;
+    let mut elector = Elector::new(client, config, health);
+    elector.acquire().await;
+
+    let message = format!("{} became leader", elector.identity);
+    let (rec, lease) = (recorder.clone(), elector.lease_ref());
+    tokio::spawn(async move { record_event(&rec, lease, message).await });
+
+    info!(lease = %elector.desc(), "became leader, starting");
+    let run = run();
+    let outcome = tokio::select! {
+        () = run => LeaderOutcome::RunCompleted,
+        () = elector.renew_loop() => LeaderOutcome::Lost,
+    };
+    match outcome {
+        LeaderOutcome::Lost => {
+            let message = format!("{} stopped leading", elector.identity);
+            // Best effort, bounded: the process is about to exit.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                record_event(&recorder, elector.lease_ref(), message),
+            )
+            .await;
+        }
+        LeaderOutcome::RunCompleted if release_on_exit => elector.release().await,
+        LeaderOutcome::RunCompleted => {}
+    }
+    Ok(outcome)
+}
+
+/// [`run_with_leader_election`] with upstream's reaction to loss: log
+/// "Stopped leading" and exit the process with status 1. Returns `Ok(())` when
+/// `run` completed, or the configuration error.
+pub async fn run_with_leader_election_or_exit<F, Fut>(
+    client: Client,
+    config: LeaderConfig,
+    health: LeaderHealth,
+    run: F,
+) -> Result<(), Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    match run_with_leader_election(client, config, health, run).await? {
+        LeaderOutcome::Lost => {
+            error!("Stopped leading");
+            std::process::exit(1);
+        }
+        LeaderOutcome::RunCompleted => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_api::FakeApi;
+    use serde_json::json;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn spec(holder: &str, secs: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(secs),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sanitizes_like_csi_lib_utils() {
+        assert_eq!(sanitize_lease_name("test!driver/foo"), "test-driver-foo");
+        assert_eq!(sanitize_lease_name("driver\\"), "driver-X");
+        assert_eq!(
+            sanitize_lease_name("hostpath.csi.k8s.io"),
+            "hostpath-csi-k8s-io"
+        );
+        assert_eq!(sanitize_lease_name("ebs.csi.aws.com"), "ebs-csi-aws-com");
+        assert_eq!(sanitize_lease_name("UPPER-case-9"), "UPPER-case-9");
+        assert_eq!(sanitize_lease_name("a-"), "a-X");
+        assert_eq!(sanitize_lease_name("ünï"), "-n-X");
+    }
+
+    #[test]
+    fn namespace_resolution_order() {
+        assert_eq!(
+            resolve_namespace_from("flag", Some("env"), Some("file")),
+            "flag"
+        );
+        assert_eq!(resolve_namespace_from("", Some("env"), Some("file")), "env");
+        assert_eq!(
+            resolve_namespace_from("", Some(""), Some(" file\n")),
+            "file"
+        );
+        assert_eq!(resolve_namespace_from("", None, Some("  \n")), "default");
+        assert_eq!(resolve_namespace_from("", None, None), "default");
+    }
+
+    fn cfg() -> LeaderConfig {
+        LeaderConfig {
+            lock_name: "hostpath.csi.k8s.io".into(),
+            namespace: "kube-system".into(),
+            identity: "pod-a".into(),
+            lease_duration: 15 * S,
+            renew_deadline: 10 * S,
+            retry_period: 5 * S,
+            labels: BTreeMap::new(),
+            release_on_exit: false,
+        }
+    }
+
+    #[test]
+    fn validation() {
+        cfg().validate().unwrap();
+        let with = |f: fn(&mut LeaderConfig)| {
+            let mut c = cfg();
+            f(&mut c);
+            c.validate()
+        };
+        assert!(with(|c| c.lease_duration = 10 * S).is_err());
+        assert!(with(|c| c.retry_period = Duration::from_secs_f64(8.4)).is_err());
+        assert!(with(|c| c.retry_period = Duration::from_secs(8)).is_ok());
+        assert!(with(|c| c.retry_period = Duration::ZERO).is_err());
+        assert!(with(|c| c.identity.clear()).is_err());
+        let e = with(|c| c.renew_deadline = 20 * S).unwrap_err();
+        assert!(matches!(e, Error::LeaderElectionConfig(_)) && e.is_final());
+        assert_eq!(cfg().lease_name(), "hostpath-csi-k8s-io");
+    }
+
+    #[test]
+    fn decisions() {
+        let t0 = Instant::now();
+        let me = "pod-a";
+        // Free or missing lease.
+        assert_eq!(decide(None, t0, t0, me, None), Decision::Acquire);
+        assert_eq!(
+            decide(Some(&spec("", 15)), t0, t0, me, None),
+            Decision::Acquire
+        );
+        // Held by us.
+        assert_eq!(
+            decide(Some(&spec(me, 15)), t0, t0 + 100 * S, me, None),
+            Decision::Renew
+        );
+        // Held by another replica: wait until 15 s after *we* saw it change.
+        let other = spec("pod-b", 15);
+        assert_eq!(
+            decide(Some(&other), t0, t0 + 14 * S, me, None),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(Some(&other), t0, t0 + 15 * S, me, None),
+            Decision::Acquire
+        );
+        // The remote renewTime is irrelevant (clock skew): a renewTime far in the
+        // past does not make a freshly observed lease expire.
+        let mut skewed = other.clone();
+        skewed.renew_time = Some(MicroTime(Timestamp::UNIX_EPOCH));
+        assert_eq!(decide(Some(&skewed), t0, t0 + S, me, None), Decision::Wait);
+        // Missing duration counts as 0: expired.
+        let no_dur = LeaseSpec {
+            holder_identity: Some("pod-b".into()),
+            ..Default::default()
+        };
+        assert_eq!(decide(Some(&no_dur), t0, t0, me, None), Decision::Acquire);
+        // While leading, the renew deadline decides loss first.
+        assert_eq!(
+            decide(Some(&spec(me, 15)), t0, t0 + 10 * S, me, Some(t0 + 10 * S)),
+            Decision::Lost
+        );
+        assert_eq!(
+            decide(Some(&spec(me, 15)), t0, t0 + 9 * S, me, Some(t0 + 10 * S)),
+            Decision::Renew
+        );
+        assert_eq!(
+            decide(Some(&other), t0, t0 + 9 * S, me, Some(t0 + 10 * S)),
+            Decision::Wait
+        );
+    }
+
+    #[test]
+    fn health_watchdog() {
+        let h = LeaderHealth::new("l", 15 * S);
+        let t0 = Instant::now();
+        assert!(h.check(t0 + 1000 * S).is_ok(), "no observation yet");
+        h.record(true, t0);
+        assert!(h.check(t0 + 35 * S).is_ok());
+        assert_eq!(
+            h.check(t0 + 36 * S).unwrap_err(),
+            "failed election to renew leadership on lease l"
+        );
+        h.record(false, t0);
+        assert!(h.check(t0 + 1000 * S).is_ok());
+    }
+
+    #[test]
+    fn metrics_registered() {
+        let h = LeaderHealth::new("my-lease", 15 * S);
+        let mut reg = Registry::default();
+        h.register_metrics(&mut reg);
+        h.record(true, Instant::now());
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
+        assert!(
+            out.contains("leader_election_master_status{name=\"my-lease\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("leader_election_slowpath_total{name=\"my-lease\"} 0"),
+            "{out}"
+        );
+    }
+
+    const LEASE_PATH: &str =
+        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/hostpath-csi-k8s-io";
+
+    #[tokio::test(start_paused = true)]
+    async fn creates_lease_runs_and_renews() {
+        let fake = FakeApi::default();
+        let mut c = cfg();
+        c.labels.insert("app".into(), "csi".into());
+        let health = LeaderHealth::for_config(&c);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_with_leader_election(
+            fake.client(),
+            c,
+            health.clone(),
+            || async {
+                let _ = rx.await;
+            },
+        ));
+        tokio::time::sleep(12 * S).await;
+        let lease = fake.get(LEASE_PATH).expect("lease created");
+        assert_eq!(lease["spec"]["holderIdentity"], "pod-a");
+        assert_eq!(lease["spec"]["leaseDurationSeconds"], 15);
+        assert_eq!(lease["spec"]["leaseTransitions"], 0);
+        assert_eq!(lease["metadata"]["labels"]["app"], "csi");
+        assert_ne!(
+            lease["spec"]["renewTime"], lease["spec"]["acquireTime"],
+            "renewed"
+        );
+        assert!(health.is_leader());
+        assert_eq!(
+            fake.requests_with_method("PUT"),
+            3,
+            "fast-path renewals at 0 s, 5 s and 10 s"
+        );
+        tx.send(()).unwrap();
+        assert_eq!(task.await.unwrap().unwrap(), LeaderOutcome::RunCompleted);
+        let events = fake.objects("/api/v1/namespaces/kube-system/events/");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["reason"], "LeaderElection");
+        assert_eq!(events[0]["message"], "pod-a became leader");
+        assert_eq!(
+            events[0]["source"]["component"],
+            "hostpath.csi.k8s.io/pod-a"
+        );
+        assert_eq!(events[0]["involvedObject"]["kind"], "Lease");
+    }
+
+    fn foreign_lease(holder: &str, transitions: i32) -> serde_json::Value {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "hostpath-csi-k8s-io", "namespace": "kube-system"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                     "acquireTime": "2020-01-01T00:00:00.000000Z",
+                     "renewTime": "2020-01-01T00:00:00.000000Z",
+                     "leaseTransitions": transitions}
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn takes_over_only_after_the_record_stops_changing() {
+        let fake = FakeApi::default();
+        fake.put(LEASE_PATH, foreign_lease("go-replica", 3));
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = started.clone();
+        let task = tokio::spawn(run_with_leader_election(
+            fake.client(),
+            cfg(),
+            LeaderHealth::for_config(&cfg()),
+            move || async move {
+                s2.store(true, std::sync::atomic::Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            },
+        ));
+        // The Go replica keeps renewing for a while: we must keep waiting even
+        // though its renewTime (2020) is ancient by our clock.
+        for i in 0..4 {
+            tokio::time::sleep(10 * S).await;
+            let mut l = foreign_lease("go-replica", 3);
+            l["spec"]["renewTime"] = format!("2020-01-01T00:00:{:02}.000000Z", i + 1).into();
+            fake.put(LEASE_PATH, l);
+            assert!(!started.load(std::sync::atomic::Ordering::SeqCst));
+        }
+        // It stops renewing: after ≥ 15 s of no change we take over.
+        tokio::time::sleep(40 * S).await;
+        assert!(started.load(std::sync::atomic::Ordering::SeqCst));
+        let lease = fake.get(LEASE_PATH).unwrap();
+        assert_eq!(lease["spec"]["holderIdentity"], "pod-a");
+        assert_eq!(lease["spec"]["leaseTransitions"], 4);
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn loses_leadership_when_renewals_fail() {
+        let fake = FakeApi::default();
+        let health = LeaderHealth::for_config(&cfg());
+        let task = tokio::spawn(run_with_leader_election(
+            fake.client(),
+            cfg(),
+            health.clone(),
+            std::future::pending::<()>,
+        ));
+        tokio::time::sleep(S).await;
+        assert!(health.is_leader());
+        fake.fail_all(500);
+        let outcome = tokio::time::timeout(30 * S, task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(outcome, LeaderOutcome::Lost);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_writer_steals_the_lease() {
+        let fake = FakeApi::default();
+        let task = tokio::spawn(run_with_leader_election(
+            fake.client(),
+            cfg(),
+            LeaderHealth::for_config(&cfg()),
+            std::future::pending::<()>,
+        ));
+        tokio::time::sleep(S).await;
+        // Someone overwrites the Lease (e.g. a forced takeover); our optimistic
+        // PUT conflicts, the slow path sees the new holder and waits until the
+        // renew deadline passes.
+        fake.put(LEASE_PATH, foreign_lease("intruder", 1));
+        let outcome = tokio::time::timeout(30 * S, task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(outcome, LeaderOutcome::Lost);
+        assert_eq!(
+            fake.get(LEASE_PATH).unwrap()["spec"]["holderIdentity"],
+            "intruder"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn releases_on_exit_when_configured() {
+        let fake = FakeApi::default();
+        let mut c = cfg();
+        c.release_on_exit = true;
+        let outcome = run_with_leader_election(
+            fake.client(),
+            c,
+            LeaderHealth::for_config(&cfg()),
+            || async {
+                tokio::time::sleep(S).await;
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome, LeaderOutcome::RunCompleted);
+        let lease = fake.get(LEASE_PATH).unwrap();
+        assert_eq!(lease["spec"]["holderIdentity"], "");
+        assert_eq!(lease["spec"]["leaseDurationSeconds"], 1);
+        assert_eq!(lease["spec"]["leaseTransitions"], 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalid_config_is_an_error() {
+        let fake = FakeApi::default();
+        let mut c = cfg();
+        c.renew_deadline = 20 * S;
+        let r = run_with_leader_election(
+            fake.client(),
+            c,
+            LeaderHealth::for_config(&cfg()),
+            || async {},
+        )
+        .await;
+        assert!(matches!(r, Err(Error::LeaderElectionConfig(_))));
+    }
+}
