@@ -322,6 +322,26 @@ fn claim_error_policy(pvc: Arc<PersistentVolumeClaim>, err: &Error, ctx: Arc<Con
     Action::requeue(delay)
 }
 
+/// `finalizers` without ours, order kept.
+fn without_ours(finalizers: &[String]) -> Vec<String> {
+    finalizers
+        .iter()
+        .filter(|f| *f != PV_FINALIZER)
+        .cloned()
+        .collect()
+}
+
+async fn delete_failed_event(ctx: &Context, pv: &PersistentVolume, e: &Error) {
+    event(
+        ctx,
+        &volume_ref(pv),
+        EventType::Warning,
+        "VolumeFailedDelete",
+        &e.to_string(),
+    )
+    .await;
+}
+
 fn volume_key(pv: &PersistentVolume) -> String {
     format!("pv/{}", pv.name_any())
 }
@@ -336,14 +356,7 @@ async fn reconcile_volume(pv: Arc<PersistentVolume>, ctx: Arc<Context>) -> Resul
     let action = match decide_volume(&pv, class.as_deref(), &ctx.cfg.driver_name) {
         Ok(a) => a,
         Err(e) => {
-            event(
-                &ctx,
-                &volume_ref(&pv),
-                EventType::Warning,
-                "VolumeFailedDelete",
-                &e.to_string(),
-            )
-            .await;
+            delete_failed_event(&ctx, &pv, &e).await;
             return Err(e);
         }
     };
@@ -356,26 +369,13 @@ async fn reconcile_volume(pv: Arc<PersistentVolume>, ctx: Arc<Context>) -> Resul
             set_finalizers(&api, &pv, f).await?;
         }
         VolumeAction::RemoveFinalizer => {
-            let f = pv
-                .finalizers()
-                .iter()
-                .filter(|f| *f != PV_FINALIZER)
-                .cloned()
-                .collect();
-            set_finalizers(&api, &pv, f).await?;
+            set_finalizers(&api, &pv, without_ours(pv.finalizers())).await?;
         }
         VolumeAction::Delete { volume_id, secret } => {
             let started = Instant::now();
             if let Err(e) = delete_volume(&pv, &api, volume_id, secret, &ctx).await {
                 ctx.metrics.delete_failed(&class_name);
-                event(
-                    &ctx,
-                    &volume_ref(&pv),
-                    EventType::Warning,
-                    "VolumeFailedDelete",
-                    &e.to_string(),
-                )
-                .await;
+                delete_failed_event(&ctx, &pv, &e).await;
                 return Err(e);
             }
             ctx.metrics.deleted(&class_name, started.elapsed());
@@ -419,21 +419,15 @@ async fn delete_volume(
         Err(e) => return Err(Error::kube(format!("delete PersistentVolume {name}"), e)),
     };
     // The PV lingers while it holds our finalizer: drop it now.
-    if let Some(current) = remaining {
-        if current.finalizers().iter().any(|f| f == PV_FINALIZER) {
-            let f = current
-                .finalizers()
-                .iter()
-                .filter(|f| *f != PV_FINALIZER)
-                .cloned()
-                .collect();
-            match set_finalizers(api, &current, f).await {
-                Err(Error::Kube {
-                    source: kube::Error::Api(s),
-                    ..
-                }) if s.code == 404 => {}
-                other => other?,
-            }
+    if let Some(current) = remaining
+        && current.finalizers().iter().any(|f| f == PV_FINALIZER)
+    {
+        match set_finalizers(api, &current, without_ours(current.finalizers())).await {
+            Err(Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            }) if s.code == 404 => {}
+            other => other?,
         }
     }
     Ok(())

@@ -141,6 +141,11 @@ async fn provisions_and_deletes_real_volumes() -> anyhow::Result<()> {
         tb.create_namespace(&ns).await?;
         tb.create_csidriver(DRIVER, false).await?;
         let driver = tb.start_driver(DriverOptions::named(DRIVER)).await?;
+        if tb.is_local() {
+            // What kubelet and node-driver-registrar would have created. Never
+            // done on a user's cluster, whose Nodes are real.
+            tb.create_node_with_csinode("e2e-node", DRIVER, driver.node_id(), &[], BTreeMap::new()).await?;
+        }
         let manifest = testbed::manifest_path("rbac-csi-provisioner.yaml");
         tb.apply_manifest(&manifest, &[("NAMESPACE", ns.as_str())]).await?;
         let kubeconfig = tb.service_account_kubeconfig(&ns, "csi-provisioner").await?;
@@ -259,6 +264,11 @@ async fn provisions_and_deletes_real_volumes() -> anyhow::Result<()> {
         ensure!(left.is_empty(), "driver volumes left after deletion: {left:?}");
         let delete_time = started.elapsed();
         ensure!(provisioner.is_running(), "csi-provisioner exited: {}", provisioner.log_tail(50));
+
+        // SIGTERM: the controllers drain and the process exits 0.
+        tokio::task::block_in_place(|| provisioner.stop(Duration::from_secs(10)));
+        let status = provisioner.exit_status().context("csi-provisioner still running after SIGTERM")?;
+        ensure!(status.success(), "csi-provisioner exited with {status} on SIGTERM: {}", provisioner.log_tail(30));
 
         eprintln!("e2e: {CLAIMS} claims Bound in {provision_time:.1?} (from sidecar start); all deleted in {delete_time:.1?}");
         classes.delete(&good, &DeleteParams::default()).await?;
