@@ -18,3 +18,9 @@ pub const DELETION_SECRET_NAMESPACE: &str =
 pub const PROVISIONER_IDENTITY: &str = "storage.kubernetes.io/csiProvisionerIdentity";
 /// PV finalizer held until DeleteVolume succeeded.
 pub const PV_FINALIZER: &str = "external-provisioner.volume.kubernetes.io/finalizer";
+/// PVC finalizer recording that CreateVolume may have been called for this
+/// claim and no PV records the volume yet. Ours, not upstream's: it is what
+/// lets a restarted provisioner clean up after a crash (see the crate docs,
+/// "No leaked volumes").
+pub const CREATE_INTENT_FINALIZER: &str =
+    "external-provisioner.volume.kubernetes.io/create-in-progress";

@@ -11,10 +11,39 @@
 //! [`pv::check_response`], [`delete::decide_volume`] and the helpers they
 //! use), unit-tested with plain values; [`controller`] does the I/O around
 //! them.
+//!
+//! # No leaked volumes
+//!
+//! Upstream keeps "CreateVolume may be in flight" only in memory
+//! (external-provisioner#486): if the process dies during CreateVolume and the
+//! claim is deleted before it restarts, the driver keeps a volume no PV
+//! records. Here that intent lives in the cluster:
+//!
+//! 1. Before the first CreateVolume for a claim, the claim gets the finalizer
+//!    [`annotations::CREATE_INTENT_FINALIZER`], written with an Update
+//!    carrying the cached resourceVersion (upstream's RBAC grants `update` on
+//!    claims).
+//! 2. Once the PV is saved, the finalizer is removed. A crash between the two
+//!    is repaired by the next reconcile ([`provision::ClaimDecision::ReleaseIntent`]).
+//! 3. A claim deleted while the finalizer is on it stays Terminating. The
+//!    provisioner repeats CreateVolume, which is idempotent by name, to learn
+//!    the volume ID, then calls DeleteVolume and removes the finalizer
+//!    ([`provision::ClaimDecision::Undo`]). If CreateVolume fails with a code
+//!    that proves no volume exists ([`classify::proves_nothing_created`]), the
+//!    finalizer is simply removed. Otherwise the claim stays Terminating and
+//!    the call is retried with a Warning event, so a problem shows instead of
+//!    a silent leak.
+//!
+//! Cost: two more writes per provisioned claim than upstream makes. During a
+//! rollback to the Go provisioner, claims that were mid-provisioning keep
+//! the finalizer, which the Go provisioner does not know; remove it by hand
+//! (`kubectl patch pvc … --type=json -p '[{"op":"remove","path":"/metadata/finalizers/N"}]'`).
 
 pub mod annotations;
 pub mod args;
 pub mod capabilities;
+mod claims;
+pub mod classify;
 pub mod controller;
 pub mod delete;
 pub mod error;
@@ -25,5 +54,6 @@ pub mod provision;
 pub mod pv;
 pub mod quantity;
 pub mod secrets;
+mod volumes;
 
 pub use error::Error;

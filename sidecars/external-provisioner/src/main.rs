@@ -137,6 +137,7 @@ async fn run(args: ProvisionerArgs) -> anyhow::Result<()> {
         single_node_multi_writer: controller_caps.has(ControllerRpc::SingleNodeMultiWriter),
     };
     let workers = args.worker_threads;
+    let slow_retry = args.retry.retry_interval_max;
     let backoff = PerObjectBackoff::new(
         args.retry.retry_interval_start,
         args.retry.retry_interval_max,
@@ -155,6 +156,7 @@ async fn run(args: ProvisionerArgs) -> anyhow::Result<()> {
                     recorder,
                     backoff,
                     metrics,
+                    slow_retry,
                     classes,
                     volumes,
                 },

@@ -12,7 +12,9 @@ use csi_client::csi::v1::{CapacityRange, CreateVolumeRequest};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
 
-use crate::annotations::{BETA_STORAGE_PROVISIONER, SELECTED_NODE, STORAGE_PROVISIONER};
+use crate::annotations::{
+    BETA_STORAGE_PROVISIONER, CREATE_INTENT_FINALIZER, SELECTED_NODE, STORAGE_PROVISIONER,
+};
 use crate::capabilities::volume_capabilities;
 use crate::error::Error;
 use crate::names::volume_name;
@@ -64,8 +66,29 @@ pub enum Skip {
 pub enum ClaimDecision {
     /// Leave it.
     Skip(Skip),
-    /// Call CreateVolume with this plan.
-    Provision(Box<ProvisionPlan>),
+    /// Call CreateVolume with this plan and save the PV. When
+    /// `record_intent` is true the creation-intent finalizer must be written
+    /// to the claim first, so a crash after CreateVolume cannot leak.
+    Provision {
+        /// The request and PV inputs.
+        plan: Box<ProvisionPlan>,
+        /// The claim lacks [`CREATE_INTENT_FINALIZER`].
+        record_intent: bool,
+    },
+    /// The PV exists: drop the creation-intent finalizer from the claim.
+    ReleaseIntent,
+    /// The claim is being deleted while CreateVolume may have run and no PV
+    /// records the volume: repeat CreateVolume (idempotent by name) to learn
+    /// the volume ID, DeleteVolume it, then drop the intent.
+    Undo(Box<ProvisionPlan>),
+}
+
+/// True when the claim carries our creation-intent finalizer.
+pub fn has_create_intent(pvc: &PersistentVolumeClaim) -> bool {
+    pvc.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == CREATE_INTENT_FINALIZER))
 }
 
 /// Everything CreateVolume and the PV need, decided before any call.
@@ -135,10 +158,38 @@ pub fn decide_claim(
     cfg: &ProvisionConfig,
 ) -> Result<ClaimDecision, Error> {
     let spec = pvc.spec.clone().unwrap_or_default();
-    if spec.volume_name.as_deref().is_some_and(|v| !v.is_empty()) {
+    let bound = spec.volume_name.as_deref().is_some_and(|v| !v.is_empty());
+    let uid = pvc.metadata.uid.as_deref().unwrap_or_default();
+    let pv_name = volume_name(&cfg.volume_name_prefix, uid, cfg.volume_name_uuid_length)?;
+    let deleting = pvc.metadata.deletion_timestamp.is_some();
+
+    // Our own finalizer comes first: whatever else changed, a recorded
+    // intent must end in a PV or a deleted volume.
+    if has_create_intent(pvc) {
+        if bound || pv_exists(&pv_name) {
+            return Ok(ClaimDecision::ReleaseIntent);
+        }
+        let class_name = spec.storage_class_name.clone().unwrap_or_default();
+        let class = class.ok_or_else(|| {
+            Error::Missing(format!(
+                "storageclass.storage.k8s.io {class_name:?} not found; it is needed to finish or undo the volume creation recorded on this claim"
+            ))
+        })?;
+        let plan = Box::new(plan(pvc, class, pv_name, cfg)?);
+        return Ok(if deleting {
+            ClaimDecision::Undo(plan)
+        } else {
+            ClaimDecision::Provision {
+                plan,
+                record_intent: false,
+            }
+        });
+    }
+
+    if bound {
         return Ok(ClaimDecision::Skip(Skip::AlreadyBound));
     }
-    if pvc.metadata.deletion_timestamp.is_some() {
+    if deleting {
         return Ok(ClaimDecision::Skip(Skip::Deleting));
     }
     if claim_provisioner(pvc) != Some(cfg.driver_name.as_str()) {
@@ -159,14 +210,13 @@ pub fn decide_claim(
     {
         return Ok(ClaimDecision::Skip(Skip::WaitingForFirstConsumer));
     }
-    let uid = pvc.metadata.uid.as_deref().unwrap_or_default();
-    let pv_name = volume_name(&cfg.volume_name_prefix, uid, cfg.volume_name_uuid_length)?;
     if pv_exists(&pv_name) {
         return Ok(ClaimDecision::Skip(Skip::VolumeExists));
     }
-    Ok(ClaimDecision::Provision(Box::new(plan(
-        pvc, class, pv_name, cfg,
-    )?)))
+    Ok(ClaimDecision::Provision {
+        plan: Box::new(plan(pvc, class, pv_name, cfg)?),
+        record_intent: true,
+    })
 }
 
 fn plan(
@@ -338,8 +388,14 @@ pub(crate) mod tests {
         c: &ProvisionConfig,
     ) -> Result<ProvisionPlan, Error> {
         match decide_claim(pvc, Some(sc), |_| false, c)? {
-            ClaimDecision::Provision(p) => Ok(*p),
-            ClaimDecision::Skip(s) => panic!("unexpected skip {s:?}"),
+            ClaimDecision::Provision {
+                plan,
+                record_intent,
+            } => {
+                assert!(record_intent, "a fresh claim needs its intent recorded");
+                Ok(*plan)
+            }
+            other => panic!("unexpected {other:?}"),
         }
     }
 
@@ -437,7 +493,7 @@ pub(crate) mod tests {
             .unwrap()
             {
                 ClaimDecision::Skip(s) => Some(s),
-                ClaimDecision::Provision(_) => None,
+                _ => None,
             };
         assert_eq!(skip(&bound, &sc, false), Some(Skip::AlreadyBound));
         assert_eq!(skip(&other, &sc, false), Some(Skip::NotOurs));
@@ -522,6 +578,69 @@ pub(crate) mod tests {
         assert_eq!(
             provision(&claim(), &class(&[]), &c).unwrap().fs_type,
             "ext4"
+        );
+    }
+
+    fn with_intent(mut pvc: PersistentVolumeClaim) -> PersistentVolumeClaim {
+        pvc.metadata.finalizers = Some(vec![
+            "kubernetes.io/pvc-protection".into(),
+            CREATE_INTENT_FINALIZER.into(),
+        ]);
+        pvc
+    }
+
+    fn deleting(mut pvc: PersistentVolumeClaim) -> PersistentVolumeClaim {
+        pvc.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        pvc
+    }
+
+    #[test]
+    fn recorded_intent_is_finished_released_or_undone() {
+        let c = cfg();
+        let sc = class(&[]);
+        // Intent recorded, no PV yet, claim alive: provision without writing the intent again.
+        match decide_claim(&with_intent(claim()), Some(&sc), |_| false, &c).unwrap() {
+            ClaimDecision::Provision { record_intent, .. } => assert!(!record_intent),
+            other => panic!("{other:?}"),
+        }
+        // The PV exists (crash between PV create and intent release): release.
+        assert!(matches!(
+            decide_claim(&with_intent(claim()), Some(&sc), |_| true, &c).unwrap(),
+            ClaimDecision::ReleaseIntent
+        ));
+        let mut bound = with_intent(claim());
+        bound.spec.as_mut().unwrap().volume_name = Some("pv".into());
+        assert!(matches!(
+            decide_claim(&bound, Some(&sc), |_| false, &c).unwrap(),
+            ClaimDecision::ReleaseIntent
+        ));
+        // Deleted mid-provisioning, no PV: undo with the same request.
+        match decide_claim(&deleting(with_intent(claim())), Some(&sc), |_| false, &c).unwrap() {
+            ClaimDecision::Undo(plan) => assert_eq!(plan.request.name, format!("pvc-{UID}")),
+            other => panic!("{other:?}"),
+        }
+        // Deleted after the PV was saved: just release; the PV's own lifecycle deletes the volume.
+        assert!(matches!(
+            decide_claim(&deleting(with_intent(claim())), Some(&sc), |_| true, &c).unwrap(),
+            ClaimDecision::ReleaseIntent
+        ));
+        // Without our intent a deleting claim is left alone, as upstream.
+        assert!(matches!(
+            decide_claim(&deleting(claim()), Some(&sc), |_| false, &c).unwrap(),
+            ClaimDecision::Skip(Skip::Deleting)
+        ));
+    }
+
+    #[test]
+    fn undo_without_the_class_is_retried_with_a_clear_reason() {
+        let err =
+            decide_claim(&deleting(with_intent(claim())), None, |_| false, &cfg()).unwrap_err();
+        assert!(
+            matches!(err, Error::Missing(ref m) if m.contains("finish or undo")),
+            "{err}"
         );
     }
 }

@@ -157,8 +157,8 @@ mod tests {
 
     fn plan(params: &[(&str, &str)]) -> ProvisionPlan {
         match decide_claim(&claim(), Some(&class(params)), |_| false, &cfg()).unwrap() {
-            ClaimDecision::Provision(p) => *p,
-            ClaimDecision::Skip(s) => panic!("skip {s:?}"),
+            ClaimDecision::Provision { plan, .. } => *plan,
+            other => panic!("unexpected {other:?}"),
         }
     }
 

@@ -6,120 +6,30 @@
 //! otherwise the test bed starts etcd, kube-apiserver and
 //! kube-controller-manager itself. A missing test bed fails the test.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+mod common;
+
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
-use csi_client::{ConnectOptions, Connection, LossPolicy};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{
-    Event, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    VolumeResourceRequirements,
+use anyhow::{Context as _, ensure};
+use common::{
+    DRIVER, WAIT, claim, connect, driver_volumes, poll, setup, spawn_provisioner, storage_class,
+    volumes_of_namespace,
 };
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use testbed::{DriverOptions, Testbed, TestbedOptions};
+use testbed::{Testbed, TestbedOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const DRIVER: &str = "hostpath.csi.k8s.io";
 const CLAIMS: usize = 20;
-const WAIT: Duration = Duration::from_secs(180);
-
-fn provisioner_binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_csi-provisioner"))
-}
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-fn storage_class(name: &str, params: &[(&str, &str)]) -> StorageClass {
-    StorageClass {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        provisioner: DRIVER.into(),
-        parameters: Some(
-            params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-        reclaim_policy: Some("Delete".into()),
-        volume_binding_mode: Some("Immediate".into()),
-        ..Default::default()
-    }
-}
-
-fn claim(name: &str, class: &str) -> PersistentVolumeClaim {
-    PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: Some(class.into()),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_string(),
-                    Quantity("1Mi".into()),
-                )])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// Volume IDs the driver reports through ListVolumes.
-async fn driver_volumes(conn: &Connection) -> anyhow::Result<BTreeSet<String>> {
-    let mut ids = BTreeSet::new();
-    let mut token = String::new();
-    loop {
-        let resp = conn
-            .list_volumes(csi_client::csi::v1::ListVolumesRequest {
-                starting_token: token.clone(),
-                ..Default::default()
-            })
-            .await
-            .context("ListVolumes")?;
-        ids.extend(
-            resp.entries
-                .iter()
-                .filter_map(|e| e.volume.as_ref())
-                .map(|v| v.volume_id.clone()),
-        );
-        if resp.next_token.is_empty() {
-            return Ok(ids);
-        }
-        token = resp.next_token;
-    }
 }
 
 async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
@@ -134,40 +44,17 @@ async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisions_and_deletes_real_volumes() -> anyhow::Result<()> {
     Testbed::run(TestbedOptions::default(), async |tb: &Testbed| -> anyhow::Result<()> {
-        let suffix = format!("{:04x}", rand_suffix());
-        let ns = format!("e2e-prov-{suffix}");
         let admin = tb.admin_client();
-
-        tb.create_namespace(&ns).await?;
-        tb.create_csidriver(DRIVER, false).await?;
-        let driver = tb.start_driver(DriverOptions::named(DRIVER)).await?;
-        if tb.is_local() {
-            // What kubelet and node-driver-registrar would have created. Never
-            // done on a user's cluster, whose Nodes are real.
-            tb.create_node_with_csinode("e2e-node", DRIVER, driver.node_id(), &[], BTreeMap::new()).await?;
-        }
-        let manifest = testbed::manifest_path("rbac-csi-provisioner.yaml");
-        tb.apply_manifest(&manifest, &[("NAMESPACE", ns.as_str())]).await?;
-        let kubeconfig = tb.service_account_kubeconfig(&ns, "csi-provisioner").await?;
-        let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+        let setup = setup(tb, "e2e-prov").await?;
+        let (ns, suffix) = (setup.ns.clone(), setup.suffix.clone());
         let port = free_port()?;
         let started = Instant::now();
-        let provisioner = tb.spawn(
+        let provisioner = spawn_provisioner(
+            tb,
+            &setup,
             "csi-provisioner",
-            provisioner_binary(),
-            [
-                format!("-csi-address={}", driver.socket_path().display()),
-                format!("-kubeconfig={kubeconfig}"),
-                "-v=5".into(),
-                "-leader-election".into(),
-                format!("-leader-election-namespace={ns}"),
-                format!("-http-endpoint=127.0.0.1:{port}"),
-                "-timeout=15s".into(),
-                "-worker-threads=10".into(),
-            ],
-            // Upstream lets KUBECONFIG override --kubeconfig; point it at the
-            // ServiceAccount too so the sidecar never runs as admin.
-            &[("KUBECONFIG", kubeconfig.as_str())],
+            setup.driver.socket_path(),
+            &[format!("-http-endpoint=127.0.0.1:{port}"), "-timeout=15s".into(), "-worker-threads=10".into()],
         )?;
 
         let good = format!("e2e-{suffix}");
@@ -195,15 +82,7 @@ async fn provisions_and_deletes_real_volumes() -> anyhow::Result<()> {
         .await?;
         let provision_time = started.elapsed();
 
-        let conn = Connection::connect(ConnectOptions {
-            address: driver.socket_path().display().to_string(),
-            timeout: Duration::from_secs(10),
-            connect_timeout: Some(Duration::from_secs(10)),
-            on_loss: LossPolicy::Reconnect,
-            metrics: None,
-            max_grpc_log_length: None,
-        })
-        .await?;
+        let conn = connect(setup.driver.socket_path()).await?;
         let volumes = driver_volumes(&conn).await?;
         let pv_api: Api<PersistentVolume> = Api::all(admin.clone());
         let mut handles = BTreeSet::new();
@@ -250,14 +129,7 @@ async fn provisions_and_deletes_real_volumes() -> anyhow::Result<()> {
         let started = Instant::now();
         pvcs.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
         poll("PVs of the test deleted", WAIT, || async {
-            let left = pv_api
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .filter(|pv| pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()).and_then(|c| c.namespace.as_deref()) == Some(ns.as_str()))
-                .count();
-            Ok((left == 0).then_some(()))
+            Ok(volumes_of_namespace(&pv_api, &ns).await?.is_empty().then_some(()))
         })
         .await?;
         let left = driver_volumes(&conn).await?;
@@ -276,12 +148,4 @@ async fn provisions_and_deletes_real_volumes() -> anyhow::Result<()> {
         Ok(())
     })
     .await
-}
-
-fn rand_suffix() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    (nanos ^ std::process::id()) as u16
 }

@@ -26,6 +26,7 @@
 mod binaries;
 mod cluster;
 mod control_plane;
+mod delay_proxy;
 mod driver;
 mod error;
 mod kubeconfig;
@@ -38,6 +39,7 @@ mod testbed;
 pub use binaries::{BIN_ENV, CORE_BINARIES, build_command, build_script, repo_root};
 pub use cluster::{CONTROLLER_MANAGED_ATTACH, TOKEN_EXPIRATION_SECONDS};
 pub use control_plane::CONTROLLERS;
+pub use delay_proxy::DelayProxy;
 pub use driver::{
     DEFAULT_DRIVER_NAME, DRIVER_READY_TIMEOUT, DriverHandle, DriverOptions, wait_for_socket,
 };

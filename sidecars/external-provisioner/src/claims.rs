@@ -1,0 +1,332 @@
+//! The claim controller's I/O: PVC → (intent) → CreateVolume → PV →
+//! (release), or, for a claim deleted mid-provisioning, CreateVolume →
+//! DeleteVolume → (release).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use csi_client::csi::v1::{CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
+use kube::api::PostParams;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use sidecar_runtime::events::EventType;
+use tracing::{debug, info, warn};
+
+use crate::annotations::{CREATE_INTENT_FINALIZER, SELECTED_NODE};
+use crate::classify::{
+    CreateOutcome, classify_create_error, infeasible_message, proves_nothing_created,
+};
+use crate::controller::{Context, event, read_secret};
+use crate::error::Error;
+use crate::provision::{ClaimDecision, ProvisionPlan, decide_claim};
+use crate::pv::{ResponseCheck, check_response};
+
+pub(crate) fn claim_key(pvc: &PersistentVolumeClaim) -> String {
+    format!("pvc/{}", pvc.uid().unwrap_or_default())
+}
+
+fn claim_ref(pvc: &PersistentVolumeClaim) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("PersistentVolumeClaim".into()),
+        name: pvc.metadata.name.clone(),
+        namespace: pvc.metadata.namespace.clone(),
+        uid: pvc.metadata.uid.clone(),
+        resource_version: pvc.metadata.resource_version.clone(),
+        ..Default::default()
+    }
+}
+
+fn claim_name(pvc: &PersistentVolumeClaim) -> String {
+    format!("{}/{}", pvc.namespace().unwrap_or_default(), pvc.name_any())
+}
+
+fn class_of(pvc: &PersistentVolumeClaim) -> String {
+    pvc.spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        .unwrap_or_default()
+}
+
+/// One claim reconcile: decide, then act.
+pub(crate) async fn reconcile_claim(
+    pvc: Arc<PersistentVolumeClaim>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let key = claim_key(&pvc);
+    let class_name = class_of(&pvc);
+    let class = ctx.classes.get(&ObjectRef::new(&class_name));
+    let decision = decide_claim(
+        &pvc,
+        class.as_deref(),
+        |name| ctx.volumes.get(&ObjectRef::new(name)).is_some(),
+        &ctx.cfg,
+    );
+    let decision = match decision {
+        Ok(d) => d,
+        Err(e) => {
+            if !matches!(e, Error::Missing(_)) || pvc.metadata.deletion_timestamp.is_some() {
+                event(
+                    &ctx,
+                    &claim_ref(&pvc),
+                    EventType::Warning,
+                    "ProvisioningFailed",
+                    &e.to_string(),
+                )
+                .await;
+                ctx.metrics.provision_failed(&class_name);
+            }
+            return Err(e);
+        }
+    };
+    let action = match decision {
+        ClaimDecision::Skip(why) => {
+            debug!(claim = %claim_name(&pvc), ?why, "not provisioning");
+            Action::await_change()
+        }
+        ClaimDecision::ReleaseIntent => {
+            release_intent(&ctx, &pvc).await?;
+            Action::await_change()
+        }
+        ClaimDecision::Undo(plan) => {
+            undo(&ctx, &pvc, &plan).await?;
+            Action::await_change()
+        }
+        ClaimDecision::Provision {
+            plan,
+            record_intent,
+        } => {
+            return provision_claim(&ctx, &pvc, &plan, record_intent).await;
+        }
+    };
+    ctx.backoff.reset(&key);
+    Ok(action)
+}
+
+async fn provision_claim(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    plan: &ProvisionPlan,
+    record_intent: bool,
+) -> Result<Action, Error> {
+    let class_name = class_of(pvc);
+    let started = Instant::now();
+    event(
+        ctx,
+        &claim_ref(pvc),
+        EventType::Normal,
+        "Provisioning",
+        &format!(
+            "External provisioner is provisioning volume for claim \"{}\"",
+            claim_name(pvc)
+        ),
+    )
+    .await;
+    let pvc = if record_intent {
+        add_intent(ctx, pvc).await?
+    } else {
+        pvc.clone()
+    };
+    let result = create_and_save(ctx, &pvc, plan).await;
+    match result {
+        Ok(()) => {
+            ctx.metrics.provisioned(&class_name, started.elapsed());
+            event(
+                ctx,
+                &claim_ref(&pvc),
+                EventType::Normal,
+                "ProvisioningSucceeded",
+                &format!("Successfully provisioned volume {}", plan.pv_name),
+            )
+            .await;
+            info!(claim = %claim_name(&pvc), pv = %plan.pv_name, took = ?started.elapsed(), "provisioned volume");
+            // The PV now records the volume; a failed release is retried by
+            // the next reconcile (ReleaseIntent), which the PV binding triggers.
+            if let Err(e) = release_intent(ctx, &pvc).await {
+                debug!(claim = %claim_name(&pvc), error = %e, "intent release deferred");
+            }
+            ctx.backoff.reset(&claim_key(&pvc));
+            Ok(Action::await_change())
+        }
+        Err(e) => {
+            ctx.metrics.provision_failed(&class_name);
+            let infeasible = matches!(&e, Error::Csi { status, .. } if classify_create_error(status.code(), false, has_selected_node(&pvc)) == CreateOutcome::Infeasible);
+            let message = if infeasible {
+                infeasible_message(&e.to_string())
+            } else {
+                e.to_string()
+            };
+            event(
+                ctx,
+                &claim_ref(&pvc),
+                EventType::Warning,
+                "ProvisioningFailed",
+                &message,
+            )
+            .await;
+            if infeasible {
+                // Upstream's slow retry: no CreateVolume before --retry-interval-max.
+                warn!(claim = %claim_name(&pvc), error = %e, retry_in = ?ctx.slow_retry, "infeasible, retrying slowly");
+                return Ok(Action::requeue(ctx.slow_retry));
+            }
+            Err(e)
+        }
+    }
+}
+
+fn has_selected_node(pvc: &PersistentVolumeClaim) -> bool {
+    pvc.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.get(SELECTED_NODE).is_some_and(|n| !n.is_empty()))
+}
+
+async fn create_volume(ctx: &Context, plan: &ProvisionPlan) -> Result<CreateVolumeResponse, Error> {
+    let mut request: CreateVolumeRequest = plan.request.clone();
+    if let Some(s) = &plan.provisioner_secret {
+        request.secrets = read_secret(&ctx.client, s).await?.into_iter().collect();
+    }
+    ctx.csi
+        .create_volume(request)
+        .await
+        .map_err(|status| Error::Csi {
+            rpc: "CreateVolume",
+            status,
+        })
+}
+
+async fn delete_volume(
+    ctx: &Context,
+    plan: &ProvisionPlan,
+    volume_id: String,
+) -> Result<(), Error> {
+    let mut req = DeleteVolumeRequest {
+        volume_id,
+        ..Default::default()
+    };
+    if let Some(s) = &plan.provisioner_secret {
+        req.secrets = read_secret(&ctx.client, s).await?.into_iter().collect();
+    }
+    ctx.csi
+        .delete_volume(req)
+        .await
+        .map(|_| ())
+        .map_err(|status| Error::Csi {
+            rpc: "DeleteVolume",
+            status,
+        })
+}
+
+async fn create_and_save(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    plan: &ProvisionPlan,
+) -> Result<(), Error> {
+    let response = create_volume(ctx, plan).await?;
+    match check_response(plan, pvc, &ctx.cfg.driver_name, &ctx.identity, &response)? {
+        ResponseCheck::Save(pv) => {
+            let api = Api::<PersistentVolume>::all(ctx.client.clone());
+            match api.create(&PostParams::default(), &pv).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+                Err(e) => Err(Error::kube(
+                    format!("create PersistentVolume {}", plan.pv_name),
+                    e,
+                )),
+            }
+        }
+        ResponseCheck::TooSmall { volume_id, error } => {
+            if let Err(e) = delete_volume(ctx, plan, volume_id).await {
+                warn!(claim = %claim_name(pvc), error = %e, "cleanup of undersized volume failed; will retry");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The claim was deleted while its volume creation was recorded but no PV
+/// saved: make sure no volume is left behind.
+async fn undo(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    plan: &ProvisionPlan,
+) -> Result<(), Error> {
+    match create_volume(ctx, plan).await {
+        Ok(resp) => {
+            let volume_id = resp.volume.map(|v| v.volume_id).unwrap_or_default();
+            if !volume_id.is_empty() {
+                delete_volume(ctx, plan, volume_id.clone()).await?;
+                info!(claim = %claim_name(pvc), volume = %volume_id, "claim deleted during provisioning: deleted its volume");
+            }
+        }
+        Err(Error::Csi { status, .. }) if proves_nothing_created(status.code()) => {
+            info!(claim = %claim_name(pvc), code = ?status.code(), "claim deleted during provisioning: the driver has no volume for it");
+        }
+        Err(e) => return Err(e),
+    }
+    release_intent(ctx, pvc).await
+}
+
+/// Adds [`CREATE_INTENT_FINALIZER`] with an Update carrying the cached
+/// resourceVersion (upstream's RBAC grants `update` on claims, not `patch`);
+/// a 409 means the claim changed and the reconcile is retried on fresh data.
+async fn add_intent(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+) -> Result<PersistentVolumeClaim, Error> {
+    let mut updated = pvc.clone();
+    updated
+        .metadata
+        .finalizers
+        .get_or_insert_with(Vec::new)
+        .push(CREATE_INTENT_FINALIZER.to_string());
+    replace(ctx, &updated, "record volume creation on").await
+}
+
+async fn release_intent(ctx: &Context, pvc: &PersistentVolumeClaim) -> Result<(), Error> {
+    let mut updated = pvc.clone();
+    if let Some(f) = updated.metadata.finalizers.as_mut() {
+        f.retain(|x| x != CREATE_INTENT_FINALIZER);
+    }
+    match replace(ctx, &updated, "release volume creation record on").await {
+        Ok(_) => Ok(()),
+        Err(Error::Kube {
+            source: kube::Error::Api(s),
+            ..
+        }) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn replace(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    what: &str,
+) -> Result<PersistentVolumeClaim, Error> {
+    let api = Api::<PersistentVolumeClaim>::namespaced(
+        ctx.client.clone(),
+        &pvc.namespace().unwrap_or_default(),
+    );
+    api.replace(&pvc.name_any(), &PostParams::default(), pvc)
+        .await
+        .map_err(|e| {
+            Error::kube(
+                format!("{what} PersistentVolumeClaim {}", claim_name(pvc)),
+                e,
+            )
+        })
+}
+
+/// Requeue delay after a failed claim reconcile: per-claim exponential
+/// backoff from `--retry-interval-start` to `--retry-interval-max`.
+pub(crate) fn claim_error_policy(
+    pvc: Arc<PersistentVolumeClaim>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let delay = ctx.backoff.next_delay(&claim_key(&pvc));
+    warn!(claim = %claim_name(&pvc), error = %err, retry_in = ?delay, "provisioning failed");
+    Action::requeue(delay)
+}

@@ -1,0 +1,179 @@
+//! The volume controller's I/O: PV finalizer maintenance and, for Released
+//! PVs with reclaim policy Delete, DeleteVolume then the PV removed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use csi_client::csi::v1::DeleteVolumeRequest;
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use sidecar_runtime::events::EventType;
+use tracing::{info, warn};
+
+use crate::annotations::PV_FINALIZER;
+use crate::controller::{Context, event, read_secret};
+use crate::delete::{VolumeAction, decide_volume};
+use crate::error::Error;
+use crate::secrets::SecretRef;
+
+fn volume_ref(pv: &PersistentVolume) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("PersistentVolume".into()),
+        name: pv.metadata.name.clone(),
+        uid: pv.metadata.uid.clone(),
+        resource_version: pv.metadata.resource_version.clone(),
+        ..Default::default()
+    }
+}
+
+/// `finalizers` without ours, order kept.
+fn without_ours(finalizers: &[String]) -> Vec<String> {
+    finalizers
+        .iter()
+        .filter(|f| *f != PV_FINALIZER)
+        .cloned()
+        .collect()
+}
+
+async fn delete_failed_event(ctx: &Context, pv: &PersistentVolume, e: &Error) {
+    event(
+        ctx,
+        &volume_ref(pv),
+        EventType::Warning,
+        "VolumeFailedDelete",
+        &e.to_string(),
+    )
+    .await;
+}
+
+fn volume_key(pv: &PersistentVolume) -> String {
+    format!("pv/{}", pv.name_any())
+}
+
+/// One PV reconcile: decide, then act.
+pub(crate) async fn reconcile_volume(
+    pv: Arc<PersistentVolume>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let class_name = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        .unwrap_or_default();
+    let class = ctx.classes.get(&ObjectRef::new(&class_name));
+    let action = match decide_volume(&pv, class.as_deref(), &ctx.cfg.driver_name) {
+        Ok(a) => a,
+        Err(e) => {
+            delete_failed_event(&ctx, &pv, &e).await;
+            return Err(e);
+        }
+    };
+    let api = Api::<PersistentVolume>::all(ctx.client.clone());
+    match action {
+        VolumeAction::Nothing => {}
+        VolumeAction::AddFinalizer => {
+            let mut f = pv.finalizers().to_vec();
+            f.push(PV_FINALIZER.to_string());
+            set_finalizers(&api, &pv, f).await?;
+        }
+        VolumeAction::RemoveFinalizer => {
+            set_finalizers(&api, &pv, without_ours(pv.finalizers())).await?;
+        }
+        VolumeAction::Delete { volume_id, secret } => {
+            let started = Instant::now();
+            if let Err(e) = delete_volume(&pv, &api, volume_id, secret, &ctx).await {
+                ctx.metrics.delete_failed(&class_name);
+                delete_failed_event(&ctx, &pv, &e).await;
+                return Err(e);
+            }
+            ctx.metrics.deleted(&class_name, started.elapsed());
+            info!(pv = %pv.name_any(), took = ?started.elapsed(), "deleted volume");
+        }
+    }
+    ctx.backoff.reset(&volume_key(&pv));
+    Ok(Action::await_change())
+}
+
+async fn delete_volume(
+    pv: &PersistentVolume,
+    api: &Api<PersistentVolume>,
+    volume_id: String,
+    secret: Option<SecretRef>,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let mut req = DeleteVolumeRequest {
+        volume_id,
+        ..Default::default()
+    };
+    if let Some(s) = &secret {
+        // As upstream: a missing deletion secret is logged and DeleteVolume
+        // goes ahead without it, so a deleted Secret cannot pin the volume.
+        match read_secret(&ctx.client, s).await {
+            Ok(data) => req.secrets = data.into_iter().collect(),
+            Err(e) => warn!(pv = %pv.name_any(), error = %e, "deleting without secrets"),
+        }
+    }
+    ctx.csi
+        .delete_volume(req)
+        .await
+        .map_err(|status| Error::Csi {
+            rpc: "DeleteVolume",
+            status,
+        })?;
+    let name = pv.name_any();
+    let remaining = match api.delete(&name, &DeleteParams::default()).await {
+        Ok(either) => either.left(),
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(Error::kube(format!("delete PersistentVolume {name}"), e)),
+    };
+    // The PV lingers while it holds our finalizer: drop it now.
+    if let Some(current) = remaining
+        && current.finalizers().iter().any(|f| f == PV_FINALIZER)
+    {
+        match set_finalizers(api, &current, without_ours(current.finalizers())).await {
+            Err(Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            }) if s.code == 404 => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// Writes `finalizers` with a resourceVersion precondition: if anyone changed
+/// the PV since we read it (e.g. removed their own finalizer), the API server
+/// answers 409 and we retry from a fresh read instead of resurrecting a
+/// finalizer another controller just removed.
+async fn set_finalizers(
+    api: &Api<PersistentVolume>,
+    pv: &PersistentVolume,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
+    let name = pv.name_any();
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": pv.resource_version(),
+            "finalizers": finalizers,
+        }
+    });
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::kube(format!("patch finalizers of PersistentVolume {name}"), e))
+}
+
+/// Requeue delay after a failed PV reconcile (per-PV exponential backoff).
+pub(crate) fn volume_error_policy(
+    pv: Arc<PersistentVolume>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let delay = ctx.backoff.next_delay(&volume_key(&pv));
+    warn!(pv = %pv.name_any(), error = %err, retry_in = ?delay, "volume reconcile failed");
+    Action::requeue(delay)
+}

@@ -1,0 +1,203 @@
+//! Setup shared by the provisioner's end-to-end tests.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use csi_client::csi::v1::ListVolumesRequest;
+use csi_client::{ConnectOptions, Connection, LossPolicy};
+use k8s_openapi::api::core::v1::{
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::ListParams;
+use testbed::{DriverHandle, DriverOptions, ProcessHandle, Testbed};
+
+pub const DRIVER: &str = "hostpath.csi.k8s.io";
+pub const WAIT: Duration = Duration::from_secs(180);
+
+/// A namespace, the driver, upstream's provisioner RBAC and a ServiceAccount
+/// kubeconfig for the sidecar.
+pub struct Setup {
+    pub suffix: String,
+    pub ns: String,
+    pub driver: DriverHandle,
+    pub kubeconfig: String,
+}
+
+pub async fn setup(tb: &Testbed, prefix: &str) -> anyhow::Result<Setup> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let suffix = format!("{:04x}", (nanos ^ std::process::id()) as u16);
+    let ns = format!("{prefix}-{suffix}");
+    tb.create_namespace(&ns).await?;
+    tb.create_csidriver(DRIVER, false).await?;
+    let driver = tb.start_driver(DriverOptions::named(DRIVER)).await?;
+    if tb.is_local() {
+        // What kubelet and node-driver-registrar would have created. Never
+        // done on a user's cluster, whose Nodes are real.
+        tb.create_node_with_csinode("e2e-node", DRIVER, driver.node_id(), &[], BTreeMap::new())
+            .await?;
+    }
+    let manifest = testbed::manifest_path("rbac-csi-provisioner.yaml");
+    tb.apply_manifest(&manifest, &[("NAMESPACE", ns.as_str())])
+        .await?;
+    let kubeconfig = tb
+        .service_account_kubeconfig(&ns, "csi-provisioner")
+        .await?;
+    Ok(Setup {
+        suffix,
+        ns,
+        driver,
+        kubeconfig: kubeconfig.to_string_lossy().into_owned(),
+    })
+}
+
+/// Starts our csi-provisioner as the ServiceAccount of `setup`.
+pub fn spawn_provisioner(
+    tb: &Testbed,
+    setup: &Setup,
+    name: &str,
+    csi_address: &Path,
+    extra: &[String],
+) -> anyhow::Result<ProcessHandle> {
+    let mut args = vec![
+        format!("-csi-address={}", csi_address.display()),
+        format!("-kubeconfig={}", setup.kubeconfig),
+        "-v=5".into(),
+        "-leader-election".into(),
+        format!("-leader-election-namespace={}", setup.ns),
+    ];
+    args.extend(extra.iter().cloned());
+    // Upstream lets KUBECONFIG override --kubeconfig; point it at the
+    // ServiceAccount too so the sidecar never runs as admin.
+    Ok(tb.spawn(
+        name,
+        Path::new(env!("CARGO_BIN_EXE_csi-provisioner")),
+        args,
+        &[("KUBECONFIG", setup.kubeconfig.as_str())],
+    )?)
+}
+
+pub async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub fn storage_class(name: &str, params: &[(&str, &str)]) -> StorageClass {
+    StorageClass {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        provisioner: DRIVER.into(),
+        parameters: Some(
+            params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        reclaim_policy: Some("Delete".into()),
+        volume_binding_mode: Some("Immediate".into()),
+        ..Default::default()
+    }
+}
+
+pub fn claim(name: &str, class: &str) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: Some(class.into()),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity("1Mi".into()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A direct connection to the driver, bypassing any sidecar.
+pub async fn connect(socket: &Path) -> anyhow::Result<Connection> {
+    Ok(Connection::connect(ConnectOptions {
+        address: socket.display().to_string(),
+        timeout: Duration::from_secs(10),
+        connect_timeout: Some(Duration::from_secs(10)),
+        on_loss: LossPolicy::Reconnect,
+        metrics: None,
+        max_grpc_log_length: None,
+    })
+    .await?)
+}
+
+/// Volume IDs the driver reports through ListVolumes.
+pub async fn driver_volumes(conn: &Connection) -> anyhow::Result<BTreeSet<String>> {
+    let mut ids = BTreeSet::new();
+    let mut token = String::new();
+    loop {
+        let resp = conn
+            .list_volumes(ListVolumesRequest {
+                starting_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .context("ListVolumes")?;
+        ids.extend(
+            resp.entries
+                .iter()
+                .filter_map(|e| e.volume.as_ref())
+                .map(|v| v.volume_id.clone()),
+        );
+        if resp.next_token.is_empty() {
+            return Ok(ids);
+        }
+        token = resp.next_token;
+    }
+}
+
+/// PVs whose claimRef points into `ns`.
+pub async fn volumes_of_namespace(
+    pvs: &Api<PersistentVolume>,
+    ns: &str,
+) -> anyhow::Result<Vec<PersistentVolume>> {
+    Ok(pvs
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|pv| {
+            pv.spec
+                .as_ref()
+                .and_then(|s| s.claim_ref.as_ref())
+                .and_then(|c| c.namespace.as_deref())
+                == Some(ns)
+        })
+        .collect())
+}
