@@ -54,7 +54,7 @@ async fn provisions_and_deletes_real_volumes() -> anyhow::Result<()> {
             &setup,
             "csi-provisioner",
             setup.driver.socket_path(),
-            &[format!("-http-endpoint=127.0.0.1:{port}"), "-timeout=15s".into(), "-worker-threads=10".into()],
+            &[format!("--http-endpoint=127.0.0.1:{port}"), "--timeout=15s".into(), "--worker-threads=10".into()],
         )?;
 
         let good = format!("e2e-{suffix}");

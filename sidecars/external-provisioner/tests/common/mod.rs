@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -60,7 +60,20 @@ pub async fn setup(tb: &Testbed, prefix: &str) -> anyhow::Result<Setup> {
     })
 }
 
-/// Starts our csi-provisioner as the ServiceAccount of `setup`.
+/// The binary under test: ours, or the one named by `CSI_E2E_PROVISIONER_BIN`
+/// (e.g. upstream's, for a side-by-side run).
+pub fn provisioner_binary() -> PathBuf {
+    std::env::var_os("CSI_E2E_PROVISIONER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_csi-provisioner")))
+}
+
+/// True when the binary under test is ours.
+pub fn testing_ours() -> bool {
+    std::env::var_os("CSI_E2E_PROVISIONER_BIN").is_none()
+}
+
+/// Starts the csi-provisioner under test as the ServiceAccount of `setup`.
 pub fn spawn_provisioner(
     tb: &Testbed,
     setup: &Setup,
@@ -69,18 +82,18 @@ pub fn spawn_provisioner(
     extra: &[String],
 ) -> anyhow::Result<ProcessHandle> {
     let mut args = vec![
-        format!("-csi-address={}", csi_address.display()),
-        format!("-kubeconfig={}", setup.kubeconfig),
+        format!("--csi-address={}", csi_address.display()),
+        format!("--kubeconfig={}", setup.kubeconfig),
         "-v=5".into(),
-        "-leader-election".into(),
-        format!("-leader-election-namespace={}", setup.ns),
+        "--leader-election".into(),
+        format!("--leader-election-namespace={}", setup.ns),
     ];
     args.extend(extra.iter().cloned());
     // Upstream lets KUBECONFIG override --kubeconfig; point it at the
     // ServiceAccount too so the sidecar never runs as admin.
     Ok(tb.spawn(
         name,
-        Path::new(env!("CARGO_BIN_EXE_csi-provisioner")),
+        &provisioner_binary(),
         args,
         &[("KUBECONFIG", setup.kubeconfig.as_str())],
     )?)
