@@ -8,16 +8,17 @@
 //! per-object exponential backoff of `--retry-interval-start/max`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use csi_client::Connection;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     ObjectReference, PersistentVolume, PersistentVolumeClaim, Secret,
 };
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use sidecar_runtime::backoff::PerObjectBackoff;
@@ -53,16 +54,36 @@ pub struct Context {
     pub classes: Store<StorageClass>,
     /// PersistentVolume cache, filled by [`run`].
     pub volumes: Store<PersistentVolume>,
+    /// VolumeAttachment cache, only when the driver has
+    /// PUBLISH_UNPUBLISH_VOLUME (as upstream, which watches them only then).
+    pub attachments: Option<Store<VolumeAttachment>>,
+    /// PVs whose wait for a detach was already announced with an event, so
+    /// the wait is reported once, not on every retry (upstream #1574).
+    pub detach_waits: Mutex<HashSet<String>>,
+}
+
+/// The caches [`run`] fills and hands to the context.
+pub struct Caches {
+    /// StorageClasses.
+    pub classes: Store<StorageClass>,
+    /// PersistentVolumes.
+    pub volumes: Store<PersistentVolume>,
+    /// VolumeAttachments, when watched.
+    pub attachments: Option<Store<VolumeAttachment>>,
 }
 
 /// Runs both controllers until `shutdown` resolves.
 ///
 /// `workers` is `--worker-threads` (upstream runs that many claim workers
-/// and, separately, that many volume workers).
+/// and, separately, that many volume workers). `watch_attachments` is the
+/// driver's PUBLISH_UNPUBLISH_VOLUME capability: VolumeAttachments are then
+/// cached, and a deleted one re-triggers its PV so a waiting deletion goes
+/// on at once.
 pub async fn run(
     client: Client,
-    make_ctx: impl FnOnce(Store<StorageClass>, Store<PersistentVolume>) -> Context,
+    make_ctx: impl FnOnce(Caches) -> Context,
     workers: usize,
+    watch_attachments: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (classes, class_writer) = reflector::store::<StorageClass>();
@@ -75,13 +96,43 @@ pub async fn run(
     .applied_objects()
     .for_each(|_| async {});
 
-    let volume_ctl = Controller::new(
+    let mut volume_ctl = Controller::new(
         Api::<PersistentVolume>::all(client.clone()),
         watcher::Config::default(),
     )
     .with_config(controller::Config::default().concurrency(workers as u16));
     let volumes = volume_ctl.store();
-    let ctx = Arc::new(make_ctx(classes.clone(), volumes.clone()));
+
+    let (attachments, attach_loop) = if watch_attachments {
+        let (reader, writer) = reflector::store::<VolumeAttachment>();
+        let (tx, rx) = futures::channel::mpsc::unbounded::<ObjectRef<PersistentVolume>>();
+        volume_ctl = volume_ctl.reconcile_on(rx);
+        let stream = watcher(
+            Api::<VolumeAttachment>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .for_each(move |event| {
+            if let Ok(watcher::Event::Delete(va)) = event
+                && let Some(pv) = va.spec.source.persistent_volume_name
+            {
+                let _ = tx.unbounded_send(ObjectRef::new(&pv));
+            }
+            futures::future::ready(())
+        });
+        (Some(reader), futures::future::Either::Left(stream))
+    } else {
+        (
+            None,
+            futures::future::Either::Right(futures::future::pending::<()>()),
+        )
+    };
+    let ctx = Arc::new(make_ctx(Caches {
+        classes: classes.clone(),
+        volumes: volumes.clone(),
+        attachments,
+    }));
 
     let claim_ctl = Controller::new(
         Api::<PersistentVolumeClaim>::all(client.clone()),
@@ -139,6 +190,7 @@ pub async fn run(
 
     tokio::select! {
         _ = class_stream => {},
+        _ = attach_loop => {},
         _ = futures::future::join(volume_loop, claim_loop) => {},
     }
 }

@@ -22,6 +22,10 @@ pub enum VolumeAction {
     AddFinalizer,
     /// Reclaim policy is Retain/Recycle but our finalizer is still there.
     RemoveFinalizer,
+    /// Released with reclaim policy Delete, but a VolumeAttachment still
+    /// references the PV: DeleteVolume must wait for the detach (upstream
+    /// refuses with an error and a Warning on every retry; we wait quietly).
+    WaitForDetach(Attachment),
     /// Released with reclaim policy Delete: DeleteVolume, then delete the PV
     /// object, then remove the finalizer.
     Delete {
@@ -30,6 +34,15 @@ pub enum VolumeAction {
         /// The secret DeleteVolume needs, if any.
         secret: Option<SecretRef>,
     },
+}
+
+/// A VolumeAttachment that references a PV.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// VolumeAttachment name.
+    pub name: String,
+    /// The node it attaches to.
+    pub node: String,
 }
 
 /// True when this provisioner owns `pv` (provisioned-by annotation, else
@@ -59,7 +72,9 @@ fn has_finalizer(pv: &PersistentVolume) -> bool {
 
 /// Decides what `pv` needs. `class` is its StorageClass from the cache, used
 /// only to resolve the deletion secret for PVs created before the deletion
-/// secret annotations existed.
+/// secret annotations existed. `attachment` is a VolumeAttachment that
+/// references the PV, when the driver has PUBLISH_UNPUBLISH_VOLUME (else
+/// `None`, as upstream does not look).
 ///
 /// Errors: [`Error::InvalidClaim`] when a PV to delete has no `spec.csi`;
 /// secret template errors from the StorageClass fallback.
@@ -67,6 +82,7 @@ pub fn decide_volume(
     pv: &PersistentVolume,
     class: Option<&StorageClass>,
     driver_name: &str,
+    attachment: Option<Attachment>,
 ) -> Result<VolumeAction, Error> {
     if !is_ours(pv, driver_name) {
         return Ok(VolumeAction::Nothing);
@@ -101,6 +117,9 @@ pub fn decide_volume(
         .csi
         .as_ref()
         .ok_or_else(|| Error::InvalidClaim("persistent volume has no spec.csi".into()))?;
+    if let Some(a) = attachment {
+        return Ok(VolumeAction::WaitForDetach(a));
+    }
     Ok(VolumeAction::Delete {
         volume_id: csi.volume_handle.clone(),
         secret: deletion_secret(pv, class)?,
@@ -223,7 +242,7 @@ mod tests {
         ];
         for (phase, policy, fin, deleting, want) in cases {
             assert_eq!(
-                decide_volume(&pv(phase, policy, fin, deleting), None, DRIVER).unwrap(),
+                decide_volume(&pv(phase, policy, fin, deleting), None, DRIVER, None).unwrap(),
                 want,
                 "{phase} {policy} fin={fin} deleting={deleting}"
             );
@@ -233,7 +252,13 @@ mod tests {
     #[test]
     fn foreign_volumes_are_ignored() {
         assert_eq!(
-            decide_volume(&pv("Released", "Delete", true, false), None, "other.csi").unwrap(),
+            decide_volume(
+                &pv("Released", "Delete", true, false),
+                None,
+                "other.csi",
+                None
+            )
+            .unwrap(),
             VolumeAction::Nothing
         );
         let mut static_pv = pv("Released", "Delete", false, false);
@@ -256,7 +281,7 @@ mod tests {
             namespace: "kube-system".into(),
         });
         assert!(
-            matches!(decide_volume(&with, None, DRIVER).unwrap(), VolumeAction::Delete { secret, .. } if secret == want)
+            matches!(decide_volume(&with, None, DRIVER, None).unwrap(), VolumeAction::Delete { secret, .. } if secret == want)
         );
 
         let mut legacy = pv("Released", "Delete", true, false);
@@ -284,7 +309,7 @@ mod tests {
             namespace: "team-a".into(),
         });
         assert!(
-            matches!(decide_volume(&legacy, Some(&class), DRIVER).unwrap(), VolumeAction::Delete { secret, .. } if secret == want)
+            matches!(decide_volume(&legacy, Some(&class), DRIVER, None).unwrap(), VolumeAction::Delete { secret, .. } if secret == want)
         );
     }
 
@@ -292,6 +317,45 @@ mod tests {
     fn released_pv_without_csi_is_an_error() {
         let mut broken = pv("Released", "Delete", true, false);
         broken.spec.as_mut().unwrap().csi = None;
-        assert!(decide_volume(&broken, None, DRIVER).is_err());
+        assert!(decide_volume(&broken, None, DRIVER, None).is_err());
+    }
+
+    #[test]
+    fn deletion_waits_for_detach_but_finalizers_do_not() {
+        let va = Attachment {
+            name: "csi-123".into(),
+            node: "node-1".into(),
+        };
+        assert_eq!(
+            decide_volume(
+                &pv("Released", "Delete", true, false),
+                None,
+                DRIVER,
+                Some(va.clone())
+            )
+            .unwrap(),
+            VolumeAction::WaitForDetach(va.clone())
+        );
+        // An attachment does not change finalizer maintenance.
+        assert_eq!(
+            decide_volume(
+                &pv("Bound", "Delete", false, false),
+                None,
+                DRIVER,
+                Some(va.clone())
+            )
+            .unwrap(),
+            VolumeAction::AddFinalizer
+        );
+        assert_eq!(
+            decide_volume(
+                &pv("Released", "Retain", true, false),
+                None,
+                DRIVER,
+                Some(va)
+            )
+            .unwrap(),
+            VolumeAction::RemoveFinalizer
+        );
     }
 }

@@ -137,6 +137,7 @@ async fn run(args: ProvisionerArgs) -> anyhow::Result<()> {
         single_node_multi_writer: controller_caps.has(ControllerRpc::SingleNodeMultiWriter),
     };
     let workers = args.worker_threads;
+    let watch_attachments = controller_caps.has(ControllerRpc::PublishUnpublishVolume);
     let slow_retry = args.retry.retry_interval_max;
     let backoff = PerObjectBackoff::new(
         args.retry.retry_interval_start,
@@ -148,7 +149,7 @@ async fn run(args: ProvisionerArgs) -> anyhow::Result<()> {
         move || async move {
             controller::run(
                 client.clone(),
-                move |classes, volumes| Context {
+                move |caches| Context {
                     client,
                     csi: conn,
                     cfg,
@@ -157,10 +158,13 @@ async fn run(args: ProvisionerArgs) -> anyhow::Result<()> {
                     backoff,
                     metrics,
                     slow_retry,
-                    classes,
-                    volumes,
+                    classes: caches.classes,
+                    volumes: caches.volumes,
+                    attachments: caches.attachments,
+                    detach_waits: Default::default(),
                 },
                 workers,
+                watch_attachments,
                 shutdown::signal(),
             )
             .await;

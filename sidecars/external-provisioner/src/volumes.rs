@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::annotations::PV_FINALIZER;
 use crate::controller::{Context, event, read_secret};
-use crate::delete::{VolumeAction, decide_volume};
+use crate::delete::{Attachment, VolumeAction, decide_volume};
 use crate::error::Error;
 use crate::secrets::SecretRef;
 
@@ -65,7 +65,18 @@ pub(crate) async fn reconcile_volume(
         .and_then(|s| s.storage_class_name.clone())
         .unwrap_or_default();
     let class = ctx.classes.get(&ObjectRef::new(&class_name));
-    let action = match decide_volume(&pv, class.as_deref(), &ctx.cfg.driver_name) {
+    let attachment = ctx.attachments.as_ref().and_then(|store| {
+        let name = pv.name_any();
+        store.state().into_iter().find_map(|va| {
+            (va.spec.source.persistent_volume_name.as_deref() == Some(name.as_str())).then(|| {
+                Attachment {
+                    name: va.name_any(),
+                    node: va.spec.node_name.clone(),
+                }
+            })
+        })
+    });
+    let action = match decide_volume(&pv, class.as_deref(), &ctx.cfg.driver_name, attachment) {
         Ok(a) => a,
         Err(e) => {
             delete_failed_event(&ctx, &pv, &e).await;
@@ -83,7 +94,35 @@ pub(crate) async fn reconcile_volume(
         VolumeAction::RemoveFinalizer => {
             set_finalizers(&api, &pv, without_ours(pv.finalizers())).await?;
         }
+        VolumeAction::WaitForDetach(a) => {
+            let first = ctx
+                .detach_waits
+                .lock()
+                .map(|mut w| w.insert(pv.name_any()))
+                .unwrap_or(true);
+            if first {
+                let message = format!(
+                    "Waiting for VolumeAttachment {} to be deleted (volume still attached to node {}) before deleting the volume",
+                    a.name, a.node
+                );
+                event(
+                    &ctx,
+                    &volume_ref(&pv),
+                    EventType::Normal,
+                    "WaitingForDetach",
+                    &message,
+                )
+                .await;
+                info!(pv = %pv.name_any(), attachment = %a.name, node = %a.node, "deletion waits for detach");
+            }
+            // The VolumeAttachment's deletion re-triggers this PV; the
+            // requeue is only a safety net.
+            return Ok(Action::requeue(ctx.slow_retry));
+        }
         VolumeAction::Delete { volume_id, secret } => {
+            if let Ok(mut w) = ctx.detach_waits.lock() {
+                w.remove(&pv.name_any());
+            }
             let started = Instant::now();
             if let Err(e) = delete_volume(&pv, &api, volume_id, secret, &ctx).await {
                 ctx.metrics.delete_failed(&class_name);

@@ -31,6 +31,16 @@ pub struct Setup {
 }
 
 pub async fn setup(tb: &Testbed, prefix: &str) -> anyhow::Result<Setup> {
+    setup_with(tb, prefix, DriverOptions::named(DRIVER)).await
+}
+
+/// [`setup`] with driver options; the CSIDriver's `attachRequired` follows
+/// `driver.enable_attach`.
+pub async fn setup_with(
+    tb: &Testbed,
+    prefix: &str,
+    driver: DriverOptions,
+) -> anyhow::Result<Setup> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -38,8 +48,8 @@ pub async fn setup(tb: &Testbed, prefix: &str) -> anyhow::Result<Setup> {
     let suffix = format!("{:04x}", (nanos ^ std::process::id()) as u16);
     let ns = format!("{prefix}-{suffix}");
     tb.create_namespace(&ns).await?;
-    tb.create_csidriver(DRIVER, false).await?;
-    let driver = tb.start_driver(DriverOptions::named(DRIVER)).await?;
+    tb.create_csidriver(DRIVER, driver.enable_attach).await?;
+    let driver = tb.start_driver(driver).await?;
     if tb.is_local() {
         // What kubelet and node-driver-registrar would have created. Never
         // done on a user's cluster, whose Nodes are real.
