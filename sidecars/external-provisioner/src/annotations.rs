@@ -24,3 +24,5 @@ pub const PV_FINALIZER: &str = "external-provisioner.volume.kubernetes.io/finali
 /// "No leaked volumes").
 pub const CREATE_INTENT_FINALIZER: &str =
     "external-provisioner.volume.kubernetes.io/create-in-progress";
+/// Source-PVC finalizer held while a clone of it is being provisioned.
+pub const CLONE_FINALIZER: &str = "provisioner.storage.kubernetes.io/cloning-protection";

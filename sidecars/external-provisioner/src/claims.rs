@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use csi_client::csi::v1::{CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest};
+use csi_client::csi::v1::{
+    CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest, VolumeContentSource,
+};
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
@@ -14,13 +16,14 @@ use kube::{Api, ResourceExt};
 use sidecar_runtime::events::EventType;
 use tracing::{debug, info, warn};
 
-use crate::annotations::{CREATE_INTENT_FINALIZER, SELECTED_NODE};
+use crate::annotations::{CLONE_FINALIZER, CREATE_INTENT_FINALIZER, SELECTED_NODE};
 use crate::classify::{
     CreateOutcome, classify_create_error, infeasible_message, proves_nothing_created,
 };
 use crate::controller::{Context, event, read_secret};
+use crate::datasource::{DataSource, clone_in_progress, clone_source};
 use crate::error::Error;
-use crate::provision::{ClaimDecision, ProvisionPlan, decide_claim};
+use crate::provision::{ClaimDecision, ProvisionPlan, Skip, decide_claim};
 use crate::pv::{ResponseCheck, check_response};
 
 pub(crate) fn claim_key(pvc: &PersistentVolumeClaim) -> String {
@@ -56,6 +59,22 @@ pub(crate) async fn reconcile_claim(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let key = claim_key(&pvc);
+    if pvc.metadata.deletion_timestamp.is_some()
+        && pvc.finalizers().iter().any(|f| f == CLONE_FINALIZER)
+    {
+        let claims = ctx.claims.state();
+        if clone_in_progress(&pvc, claims.iter().map(|c| c.as_ref())) {
+            // Upstream re-checks with backoff until the clones are done.
+            return Ok(Action::requeue(ctx.backoff.next_delay(&key)));
+        }
+        let mut updated = (*pvc).clone();
+        if let Some(f) = updated.metadata.finalizers.as_mut() {
+            f.retain(|x| x != CLONE_FINALIZER);
+        }
+        replace(&ctx, &updated, "release clone protection of").await?;
+        ctx.backoff.reset(&key);
+        return Ok(Action::await_change());
+    }
     let class_name = class_of(&pvc);
     let class = ctx.classes.get(&ObjectRef::new(&class_name));
     let decision = decide_claim(
@@ -76,12 +95,23 @@ pub(crate) async fn reconcile_claim(
                     &e.to_string(),
                 )
                 .await;
-                ctx.metrics.provision_failed(&class_name);
+                ctx.metrics.provision_failed(&class_name, "");
             }
             return Err(e);
         }
     };
     let action = match decision {
+        ClaimDecision::Skip(Skip::ExternalPopulator) => {
+            event(
+                &ctx,
+                &claim_ref(&pvc),
+                EventType::Normal,
+                "Provisioning",
+                "Assuming an external populator will provision the volume",
+            )
+            .await;
+            Action::await_change()
+        }
         ClaimDecision::Skip(why) => {
             debug!(claim = %claim_name(&pvc), ?why, "not provisioning");
             Action::await_change()
@@ -112,6 +142,7 @@ async fn provision_claim(
     record_intent: bool,
 ) -> Result<Action, Error> {
     let class_name = class_of(pvc);
+    let source_label = plan.data_source.metric_label().to_string();
     let started = Instant::now();
     event(
         ctx,
@@ -124,15 +155,31 @@ async fn provision_claim(
         ),
     )
     .await;
+    let content_source = match content_source(ctx, pvc, plan).await {
+        Ok(cs) => cs,
+        Err(e) => {
+            ctx.metrics.provision_failed(&class_name, &source_label);
+            event(
+                ctx,
+                &claim_ref(pvc),
+                EventType::Warning,
+                "ProvisioningFailed",
+                &e.to_string(),
+            )
+            .await;
+            return Err(e);
+        }
+    };
     let pvc = if record_intent {
         add_intent(ctx, pvc).await?
     } else {
         pvc.clone()
     };
-    let result = create_and_save(ctx, &pvc, plan).await;
+    let result = create_and_save(ctx, &pvc, plan, content_source).await;
     match result {
         Ok(()) => {
-            ctx.metrics.provisioned(&class_name, started.elapsed());
+            ctx.metrics
+                .provisioned(&class_name, &source_label, started.elapsed());
             event(
                 ctx,
                 &claim_ref(&pvc),
@@ -151,7 +198,7 @@ async fn provision_claim(
             Ok(Action::await_change())
         }
         Err(e) => {
-            ctx.metrics.provision_failed(&class_name);
+            ctx.metrics.provision_failed(&class_name, &source_label);
             let infeasible = matches!(&e, Error::Csi { status, .. } if classify_create_error(status.code(), false, has_selected_node(&pvc)) == CreateOutcome::Infeasible);
             let message = if infeasible {
                 infeasible_message(&e.to_string())
@@ -183,8 +230,51 @@ fn has_selected_node(pvc: &PersistentVolumeClaim) -> bool {
         .is_some_and(|a| a.get(SELECTED_NODE).is_some_and(|n| !n.is_empty()))
 }
 
-async fn create_volume(ctx: &Context, plan: &ProvisionPlan) -> Result<CreateVolumeResponse, Error> {
+/// The CSI content source for a clone, after checking the source claim in
+/// the cache and protecting it with [`CLONE_FINALIZER`]; `None` for empty
+/// volumes.
+async fn content_source(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    plan: &ProvisionPlan,
+) -> Result<Option<VolumeContentSource>, Error> {
+    let DataSource::Claim(name) = &plan.data_source else {
+        return Ok(None);
+    };
+    let ns = pvc.namespace().unwrap_or_default();
+    let source = ctx.claims.get(&ObjectRef::new(name).within(&ns));
+    let source_pv = source
+        .as_ref()
+        .and_then(|s| s.spec.as_ref().and_then(|sp| sp.volume_name.clone()))
+        .and_then(|v| ctx.volumes.get(&ObjectRef::new(&v)));
+    let cs = clone_source(
+        pvc,
+        name,
+        source.as_deref(),
+        source_pv.as_deref(),
+        &ctx.cfg.driver_name,
+    )?;
+    if let Some(source) = source
+        && !source.finalizers().iter().any(|f| f == CLONE_FINALIZER)
+    {
+        let mut protected = (*source).clone();
+        protected
+            .metadata
+            .finalizers
+            .get_or_insert_with(Vec::new)
+            .push(CLONE_FINALIZER.to_string());
+        replace(ctx, &protected, "protect clone source").await?;
+    }
+    Ok(Some(cs))
+}
+
+async fn create_volume(
+    ctx: &Context,
+    plan: &ProvisionPlan,
+    content_source: Option<VolumeContentSource>,
+) -> Result<CreateVolumeResponse, Error> {
     let mut request: CreateVolumeRequest = plan.request.clone();
+    request.volume_content_source = content_source;
     if let Some(s) = &plan.provisioner_secret {
         request.secrets = read_secret(&ctx.client, s).await?.into_iter().collect();
     }
@@ -223,8 +313,9 @@ async fn create_and_save(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
     plan: &ProvisionPlan,
+    content_source: Option<VolumeContentSource>,
 ) -> Result<(), Error> {
-    let response = create_volume(ctx, plan).await?;
+    let response = create_volume(ctx, plan, content_source).await?;
     match check_response(plan, pvc, &ctx.cfg.driver_name, &ctx.identity, &response)? {
         ResponseCheck::Save(pv) => {
             let api = Api::<PersistentVolume>::all(ctx.client.clone());
@@ -253,7 +344,10 @@ async fn undo(
     pvc: &PersistentVolumeClaim,
     plan: &ProvisionPlan,
 ) -> Result<(), Error> {
-    match create_volume(ctx, plan).await {
+    // The repeated CreateVolume must match the first; a clone source that
+    // is gone by now is left out, which drivers that look up by name accept.
+    let source = content_source(ctx, pvc, plan).await.ok().flatten();
+    match create_volume(ctx, plan, source).await {
         Ok(resp) => {
             let volume_id = resp.volume.map(|v| v.volume_id).unwrap_or_default();
             if !volume_id.is_empty() {

@@ -54,6 +54,9 @@ pub struct Context {
     pub classes: Store<StorageClass>,
     /// PersistentVolume cache, filled by [`run`].
     pub volumes: Store<PersistentVolume>,
+    /// PersistentVolumeClaim cache (the claim controller's), for clone
+    /// sources and clone protection.
+    pub claims: Store<PersistentVolumeClaim>,
     /// VolumeAttachment cache, only when the driver has
     /// PUBLISH_UNPUBLISH_VOLUME (as upstream, which watches them only then).
     pub attachments: Option<Store<VolumeAttachment>>,
@@ -70,6 +73,8 @@ pub struct Caches {
     pub volumes: Store<PersistentVolume>,
     /// VolumeAttachments, when watched.
     pub attachments: Option<Store<VolumeAttachment>>,
+    /// PersistentVolumeClaims.
+    pub claims: Store<PersistentVolumeClaim>,
 }
 
 /// Runs both controllers until `shutdown` resolves.
@@ -128,17 +133,17 @@ pub async fn run(
             futures::future::Either::Right(futures::future::pending::<()>()),
         )
     };
-    let ctx = Arc::new(make_ctx(Caches {
-        classes: classes.clone(),
-        volumes: volumes.clone(),
-        attachments,
-    }));
-
     let claim_ctl = Controller::new(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
     )
     .with_config(controller::Config::default().concurrency(workers as u16));
+    let ctx = Arc::new(make_ctx(Caches {
+        classes: classes.clone(),
+        volumes: volumes.clone(),
+        attachments,
+        claims: claim_ctl.store(),
+    }));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

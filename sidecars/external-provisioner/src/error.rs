@@ -39,6 +39,10 @@ pub enum Error {
     /// retried.
     #[error("{0}")]
     Missing(String),
+    /// The claim's data source is not usable yet (source claim not Bound,
+    /// too small, …): retried, as upstream's NoChange state.
+    #[error("{0}")]
+    DataSource(String),
     /// DeleteVolume is refused while a VolumeAttachment still references the
     /// PV: retried.
     #[error("{0}")]

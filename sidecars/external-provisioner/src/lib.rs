@@ -45,6 +45,7 @@ pub mod capabilities;
 mod claims;
 pub mod classify;
 pub mod controller;
+pub mod datasource;
 pub mod delete;
 pub mod error;
 pub mod metrics;
@@ -54,6 +55,7 @@ pub mod provision;
 pub mod pv;
 pub mod quantity;
 pub mod secrets;
+pub mod topology;
 mod volumes;
 
 pub use error::Error;

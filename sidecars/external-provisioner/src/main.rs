@@ -135,6 +135,7 @@ async fn run(args: ProvisionerArgs) -> anyhow::Result<()> {
         controller_publish_readonly: args.controller_publish_readonly,
         can_create_delete,
         single_node_multi_writer: controller_caps.has(ControllerRpc::SingleNodeMultiWriter),
+        can_clone: controller_caps.has(ControllerRpc::CloneVolume),
     };
     let workers = args.worker_threads;
     let watch_attachments = controller_caps.has(ControllerRpc::PublishUnpublishVolume);
@@ -160,6 +161,7 @@ async fn run(args: ProvisionerArgs) -> anyhow::Result<()> {
                     slow_retry,
                     classes: caches.classes,
                     volumes: caches.volumes,
+                    claims: caches.claims,
                     attachments: caches.attachments,
                     detach_waits: Default::default(),
                 },

@@ -66,10 +66,10 @@ impl ProvisionerMetrics {
     }
 
     /// Records a successful provision that took `took`.
-    pub fn provisioned(&self, class: &str, took: Duration) {
+    pub fn provisioned(&self, class: &str, source: &str, took: Duration) {
         let l = ClaimLabels {
             class: class.into(),
-            source: String::new(),
+            source: source.into(),
         };
         self.provisioned.get_or_create(&l).inc();
         self.provision_duration
@@ -78,11 +78,11 @@ impl ProvisionerMetrics {
     }
 
     /// Records a failed provision attempt.
-    pub fn provision_failed(&self, class: &str) {
+    pub fn provision_failed(&self, class: &str, source: &str) {
         self.provision_failed
             .get_or_create(&ClaimLabels {
                 class: class.into(),
-                source: String::new(),
+                source: source.into(),
             })
             .inc();
     }
@@ -116,8 +116,8 @@ mod tests {
     fn names_match_upstream() {
         let mut reg = Registry::default();
         let m = ProvisionerMetrics::register(&mut reg);
-        m.provisioned("fast", Duration::from_millis(30));
-        m.provision_failed("fast");
+        m.provisioned("fast", "", Duration::from_millis(30));
+        m.provision_failed("fast", "PersistentVolumeClaim");
         m.deleted("fast", Duration::from_millis(5));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
@@ -128,7 +128,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(
-            "controller_persistentvolumeclaim_provision_failed_total{class=\"fast\",source=\"\"} 1"
+            "controller_persistentvolumeclaim_provision_failed_total{class=\"fast\",source=\"PersistentVolumeClaim\"} 1"
         ));
         assert!(text.contains("controller_persistentvolumeclaim_provision_duration_seconds_count{class=\"fast\",source=\"\"} 1"));
         assert!(text.contains("controller_persistentvolume_delete_total{class=\"fast\"} 1"));

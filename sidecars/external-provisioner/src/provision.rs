@@ -16,6 +16,7 @@ use crate::annotations::{
     BETA_STORAGE_PROVISIONER, CREATE_INTENT_FINALIZER, SELECTED_NODE, STORAGE_PROVISIONER,
 };
 use crate::capabilities::volume_capabilities;
+use crate::datasource::{DataSource, data_source};
 use crate::error::Error;
 use crate::names::volume_name;
 use crate::parameters::{add_extra_metadata, fs_type, strip_reserved};
@@ -41,6 +42,8 @@ pub struct ProvisionConfig {
     pub can_create_delete: bool,
     /// Controller SINGLE_NODE_MULTI_WRITER.
     pub single_node_multi_writer: bool,
+    /// Controller CLONE_VOLUME.
+    pub can_clone: bool,
 }
 
 /// Why a claim is left alone (logged at debug, no event), as upstream's
@@ -59,6 +62,9 @@ pub enum Skip {
     VolumeExists,
     /// The claim is being deleted.
     Deleting,
+    /// The data source is of a kind an external volume populator fills
+    /// (upstream records a Normal `Provisioning` event and stops).
+    ExternalPopulator,
 }
 
 /// What to do with a claim.
@@ -117,6 +123,10 @@ pub struct ProvisionPlan {
     pub mount_options: Vec<String>,
     /// `spec.csi.readOnly` (`--controller-publish-readonly` with ROX only).
     pub read_only: bool,
+    /// The claim's data source; for a clone the controller adds the content
+    /// source after checking the source claim (see
+    /// [`crate::datasource::clone_source`]).
+    pub data_source: DataSource,
 }
 
 /// Secret references that go into the PV's `spec.csi`.
@@ -213,6 +223,9 @@ pub fn decide_claim(
     if pv_exists(&pv_name) {
         return Ok(ClaimDecision::Skip(Skip::VolumeExists));
     }
+    if matches!(data_source(pvc)?, DataSource::Populator { .. }) {
+        return Ok(ClaimDecision::Skip(Skip::ExternalPopulator));
+    }
     Ok(ClaimDecision::Provision {
         plan: Box::new(plan(pvc, class, pv_name, cfg)?),
         record_intent: true,
@@ -226,10 +239,19 @@ fn plan(
     cfg: &ProvisionConfig,
 ) -> Result<ProvisionPlan, Error> {
     let spec = pvc.spec.clone().unwrap_or_default();
-    if spec.data_source.is_some() || spec.data_source_ref.is_some() {
-        return Err(Error::Unsupported(
-            "volume data sources (clone, snapshot restore, populators) are not supported by this csi-provisioner build yet".into(),
-        ));
+    let data_source = data_source(pvc)?;
+    match &data_source {
+        DataSource::Claim(_) if !cfg.can_clone => {
+            return Err(Error::Unsupported(
+                "CSI driver does not support clone operations: controller CLONE_VOLUME capability is not reported".into(),
+            ));
+        }
+        DataSource::Snapshot(_) => {
+            return Err(Error::Unsupported(
+                "restoring a volume from a VolumeSnapshot is not supported by this csi-provisioner build yet".into(),
+            ));
+        }
+        _ => {}
     }
     if !cfg.can_create_delete {
         return Err(Error::Unsupported(
@@ -314,6 +336,7 @@ fn plan(
             .unwrap_or_else(|| "Delete".into()),
         mount_options,
         read_only,
+        data_source,
     })
 }
 
@@ -337,6 +360,7 @@ pub(crate) mod tests {
             controller_publish_readonly: false,
             can_create_delete: true,
             single_node_multi_writer: false,
+            can_clone: true,
         }
     }
 
@@ -642,5 +666,38 @@ pub(crate) mod tests {
             matches!(err, Error::Missing(ref m) if m.contains("finish or undo")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn data_sources_in_the_plan() {
+        use k8s_openapi::api::core::v1::{TypedLocalObjectReference, TypedObjectReference};
+        let mut clone = claim();
+        clone.spec.as_mut().unwrap().data_source = Some(TypedLocalObjectReference {
+            api_group: None,
+            kind: "PersistentVolumeClaim".into(),
+            name: "src".into(),
+        });
+        assert_eq!(
+            provision(&clone, &class(&[]), &cfg()).unwrap().data_source,
+            DataSource::Claim("src".into())
+        );
+        let mut no_clone = cfg();
+        no_clone.can_clone = false;
+        assert!(
+            provision(&clone, &class(&[]), &no_clone)
+                .unwrap_err()
+                .is_final()
+        );
+        let mut populated = claim();
+        populated.spec.as_mut().unwrap().data_source_ref = Some(TypedObjectReference {
+            api_group: Some("hello.example.com".into()),
+            kind: "Hello".into(),
+            name: "h".into(),
+            namespace: None,
+        });
+        assert!(matches!(
+            decide_claim(&populated, Some(&class(&[])), |_| false, &cfg()).unwrap(),
+            ClaimDecision::Skip(Skip::ExternalPopulator)
+        ));
     }
 }

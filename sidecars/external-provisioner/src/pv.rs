@@ -18,6 +18,7 @@ use crate::annotations::{
     DELETION_SECRET_NAME, DELETION_SECRET_NAMESPACE, PROVISIONED_BY, PROVISIONER_IDENTITY,
     PV_FINALIZER,
 };
+use crate::datasource::DataSource;
 use crate::error::Error;
 use crate::provision::ProvisionPlan;
 use crate::quantity;
@@ -28,8 +29,9 @@ use crate::secrets::SecretRef;
 pub enum ResponseCheck {
     /// Save this PV.
     Save(Box<PersistentVolume>),
-    /// The driver made a volume smaller than requested: delete `volume_id`
-    /// and report the error (upstream's capacity clean-up).
+    /// The driver made a volume that breaks the request (smaller than asked,
+    /// or without the requested content): delete `volume_id` and report the
+    /// error (upstream's clean-ups).
     TooSmall {
         /// The volume to delete.
         volume_id: String,
@@ -60,6 +62,16 @@ pub fn check_response(
         return Err(Error::BadDriverResponse(
             "CreateVolume response has an empty volume_id".into(),
         ));
+    }
+    if plan.data_source != DataSource::None && volume.content_source.is_none() {
+        // Upstream's clean-up: a volume made without the requested content
+        // would silently hand out an empty disk.
+        return Ok(ResponseCheck::TooSmall {
+            volume_id: volume.volume_id.clone(),
+            error: Error::BadDriverResponse(
+                "volume content source missing in the CreateVolume response".into(),
+            ),
+        });
     }
     let bytes = volume.capacity_bytes;
     if bytes > 0 && bytes < plan.requested_bytes {
