@@ -103,9 +103,9 @@ pub struct ProvisionerArgs {
     /// Refuse restores from snapshots of another volume mode.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Prevent volume mode conversion on restore {LATER}"))]
     pub prevent_volume_mode_conversion: bool,
-    /// Feature gates, Name=bool,...
-    #[arg(long, default_value = "", help = format!("Feature gates Name=bool,... (Topology, CrossNamespaceVolumeDataSource, VolumeAttributesClass, ReleaseLeaderElectionOnExit) {LATER}"))]
-    pub feature_gates: String,
+    /// A set of key=value pairs that describe feature gates: Topology (GA, default true), CrossNamespaceVolumeDataSource (alpha, default false), VolumeAttributesClass (GA, default true), ReleaseLeaderElectionOnExit (alpha, default false), and the generic Kubernetes component gates.
+    #[arg(long, default_value = "", value_parser = crate::features::parse_pairs)]
+    pub feature_gates: std::collections::BTreeMap<String, bool>,
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ pub mod controller;
 pub mod datasource;
 pub mod delete;
 pub mod error;
+pub mod features;
 pub mod metrics;
 pub mod names;
 pub mod parameters;

@@ -9,6 +9,7 @@ use csi_client::csi::v1::plugin_capability::service::Type as PluginService;
 use csi_client::{ConnectOptions, Connection, CsiMetrics, LossPolicy, rpc};
 use external_provisioner::args::ProvisionerArgs;
 use external_provisioner::controller::{self, Context};
+use external_provisioner::features::{self, FeatureGates};
 use external_provisioner::metrics::ProvisionerMetrics;
 use external_provisioner::names::lease_name;
 use external_provisioner::provision::ProvisionConfig;
@@ -30,6 +31,14 @@ fn main() -> std::process::ExitCode {
         eprintln!("{e}");
         return std::process::ExitCode::from(1);
     }
+    let gates = match features::resolve(&args.feature_gates) {
+        Ok(g) => g,
+        Err(e) => {
+            // Upstream treats this as fatal (klog.Fatal, exit 255).
+            error!("{e}");
+            return std::process::ExitCode::from(255);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,7 +49,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, gates)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             error!(error = format!("{e:#}"), "csi-provisioner failed");
@@ -49,8 +58,13 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: ProvisionerArgs) -> anyhow::Result<()> {
+async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
     args.common.validate()?;
+    if gates.cross_namespace_volume_data_source {
+        bail!(
+            "the CrossNamespaceVolumeDataSource feature gate is not supported by this csi-provisioner yet"
+        );
+    }
     if args.node_deployment && std::env::var("NODE_NAME").unwrap_or_default().is_empty() {
         bail!(
             "--node-deployment requires the NODE_NAME environment variable (the node this provisioner runs on)"
@@ -90,7 +104,9 @@ async fn run(args: ProvisionerArgs) -> anyhow::Result<()> {
 
     let lease = lease_name(&driver);
     let leader_config = if args.common.leader_election {
-        Some(leader::LeaderConfig::from_args(&lease, &args.common)?)
+        let mut config = leader::LeaderConfig::from_args(&lease, &args.common)?;
+        config.release_on_exit = gates.release_leader_election_on_exit;
+        Some(config)
     } else {
         None
     };

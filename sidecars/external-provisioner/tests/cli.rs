@@ -91,3 +91,21 @@ fn go_style_command_line_is_accepted() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn feature_gates_follow_upstream() {
+    let bad_syntax = bin()
+        .arg("--feature-gates=Topology=maybe")
+        .output()
+        .unwrap();
+    assert_eq!(bad_syntax.status.code(), Some(2));
+    let unknown = bin()
+        .args([
+            "--feature-gates=NoSuch=true",
+            "--csi-address=/nonexistent.sock",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unrecognized feature gate: NoSuch"));
+}
