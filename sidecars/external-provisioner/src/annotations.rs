@@ -7,6 +7,8 @@ pub const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner"
 pub const BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
 /// PVC: node picked by the scheduler for WaitForFirstConsumer classes.
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+/// PVC: legacy selected-node key, read when the GA key is absent.
+pub const ALPHA_SELECTED_NODE: &str = "volume.alpha.kubernetes.io/selected-node";
 /// PV: which provisioner created it.
 pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 /// PV: name of the secret DeleteVolume needs ("" when none).

@@ -53,10 +53,10 @@ pub struct ProvisionerArgs {
     #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
     pub timeout: Duration,
     /// Late binding: pass only the selected node's topology.
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Late binding: pass only the selected node's topology {LATER}"))]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]
     pub strict_topology: bool,
     /// Immediate binding: pass aggregated cluster topologies.
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Immediate binding: pass aggregated cluster topologies {LATER}"))]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]
     pub immediate_topology: bool,
     /// Pass PVC and PV metadata to CreateVolume parameters (csi.storage.k8s.io/pvc/name, …/pvc/namespace, …/pv/name).
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use csi_client::csi::v1::{
-    CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest, VolumeContentSource,
+    CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest, TopologyRequirement,
+    VolumeContentSource,
 };
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use kube::api::PostParams;
@@ -16,7 +17,9 @@ use kube::{Api, ResourceExt};
 use sidecar_runtime::events::EventType;
 use tracing::{debug, info, warn};
 
-use crate::annotations::{CLONE_FINALIZER, CREATE_INTENT_FINALIZER, SELECTED_NODE};
+use crate::annotations::{
+    ALPHA_SELECTED_NODE, CLONE_FINALIZER, CREATE_INTENT_FINALIZER, SELECTED_NODE,
+};
 use crate::classify::{
     CreateOutcome, classify_create_error, infeasible_message, proves_nothing_created,
 };
@@ -25,6 +28,7 @@ use crate::datasource::{DataSource, clone_in_progress, clone_source};
 use crate::error::Error;
 use crate::provision::{ClaimDecision, ProvisionPlan, Skip, decide_claim};
 use crate::pv::{ResponseCheck, check_response};
+use crate::topology::{TopologyError, TopologyInputs, accessibility_requirements};
 
 pub(crate) fn claim_key(pvc: &PersistentVolumeClaim) -> String {
     format!("pvc/{}", pvc.uid().unwrap_or_default())
@@ -170,12 +174,40 @@ async fn provision_claim(
             return Err(e);
         }
     };
+    let requirements = match topology_requirements(ctx, pvc, plan) {
+        Ok(r) => r,
+        Err(e) if e.is_reschedule() => {
+            ctx.metrics.provision_failed(&class_name, &source_label);
+            event(
+                ctx,
+                &claim_ref(pvc),
+                EventType::Warning,
+                "ProvisioningFailed",
+                &e.to_string(),
+            )
+            .await;
+            reschedule(ctx, pvc).await?;
+            return Ok(Action::await_change());
+        }
+        Err(e) => {
+            ctx.metrics.provision_failed(&class_name, &source_label);
+            event(
+                ctx,
+                &claim_ref(pvc),
+                EventType::Warning,
+                "ProvisioningFailed",
+                &e.to_string(),
+            )
+            .await;
+            return Err(e.into());
+        }
+    };
     let pvc = if record_intent {
         add_intent(ctx, pvc).await?
     } else {
         pvc.clone()
     };
-    let result = create_and_save(ctx, &pvc, plan, content_source).await;
+    let result = create_and_save(ctx, &pvc, plan, content_source, requirements).await;
     match result {
         Ok(()) => {
             ctx.metrics
@@ -189,6 +221,7 @@ async fn provision_claim(
             )
             .await;
             info!(claim = %claim_name(&pvc), pv = %plan.pv_name, took = ?started.elapsed(), "provisioned volume");
+            ctx.topology_cache.forget(&pvc.uid().unwrap_or_default());
             // The PV now records the volume; a failed release is retried by
             // the next reconcile (ReleaseIntent), which the PV binding triggers.
             if let Err(e) = release_intent(ctx, &pvc).await {
@@ -199,8 +232,15 @@ async fn provision_claim(
         }
         Err(e) => {
             ctx.metrics.provision_failed(&class_name, &source_label);
-            let infeasible = matches!(&e, Error::Csi { status, .. } if classify_create_error(status.code(), false, has_selected_node(&pvc)) == CreateOutcome::Infeasible);
-            let message = if infeasible {
+            let outcome = match &e {
+                Error::Csi { status, .. } => Some(classify_create_error(
+                    status.code(),
+                    plan.topology,
+                    has_selected_node(&pvc),
+                )),
+                _ => None,
+            };
+            let message = if outcome == Some(CreateOutcome::Infeasible) {
                 infeasible_message(&e.to_string())
             } else {
                 e.to_string()
@@ -213,14 +253,75 @@ async fn provision_claim(
                 &message,
             )
             .await;
-            if infeasible {
-                // Upstream's slow retry: no CreateVolume before --retry-interval-max.
-                warn!(claim = %claim_name(&pvc), error = %e, retry_in = ?ctx.slow_retry, "infeasible, retrying slowly");
-                return Ok(Action::requeue(ctx.slow_retry));
+            let uid = pvc.uid().unwrap_or_default();
+            match outcome {
+                Some(CreateOutcome::Infeasible) => {
+                    // Upstream's slow retry: no CreateVolume before --retry-interval-max.
+                    warn!(claim = %claim_name(&pvc), error = %e, retry_in = ?ctx.slow_retry, "infeasible, retrying slowly");
+                    return Ok(Action::requeue(ctx.slow_retry));
+                }
+                Some(CreateOutcome::Reschedule) => {
+                    // The node has no room: let the scheduler choose again.
+                    ctx.topology_cache.forget(&uid);
+                    reschedule(ctx, &pvc).await?;
+                    return Ok(Action::await_change());
+                }
+                Some(CreateOutcome::Final) if plan.topology => ctx.topology_cache.forget(&uid),
+                _ => {}
             }
             Err(e)
         }
     }
+}
+
+/// Accessibility requirements for CreateVolume, frozen per claim in the
+/// topology cache so retries send the same ones.
+fn topology_requirements(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    plan: &ProvisionPlan,
+) -> Result<Option<TopologyRequirement>, TopologyError> {
+    let (true, Some(nodes), Some(csinodes)) = (plan.topology, &ctx.nodes, &ctx.csinodes) else {
+        return Ok(None);
+    };
+    let class = ctx.classes.get(&ObjectRef::new(&class_of(pvc)));
+    let allowed = class
+        .and_then(|c| c.allowed_topologies.clone())
+        .unwrap_or_default();
+    let annotations = pvc.metadata.annotations.clone().unwrap_or_default();
+    let selected = annotations
+        .get(SELECTED_NODE)
+        .or_else(|| annotations.get(ALPHA_SELECTED_NODE))
+        .map(String::as_str)
+        .filter(|n| !n.is_empty());
+    let (nodes, csinodes) = (nodes.state(), csinodes.state());
+    let name = pvc.name_any();
+    let inputs = TopologyInputs {
+        driver: &ctx.cfg.driver_name,
+        pvc_name: &name,
+        allowed_topologies: &allowed,
+        selected_node: selected,
+        strict_topology: ctx.cfg.strict_topology,
+        immediate_topology: ctx.cfg.immediate_topology,
+        csi_nodes: &csinodes,
+        nodes: &nodes,
+    };
+    ctx.topology_cache
+        .get_or_compute(&pvc.uid().unwrap_or_default(), selected, || {
+            accessibility_requirements(&inputs)
+        })
+}
+
+/// Upstream's Reschedule: drop `volume.kubernetes.io/selected-node` (an
+/// Update, as upstream's RBAC allows) so the scheduler picks another node.
+async fn reschedule(ctx: &Context, pvc: &PersistentVolumeClaim) -> Result<(), Error> {
+    let mut updated = pvc.clone();
+    if let Some(a) = updated.metadata.annotations.as_mut() {
+        a.remove(SELECTED_NODE);
+    }
+    replace(ctx, &updated, "remove selected-node from")
+        .await
+        .map(|_| ())
 }
 
 fn has_selected_node(pvc: &PersistentVolumeClaim) -> bool {
@@ -272,9 +373,11 @@ async fn create_volume(
     ctx: &Context,
     plan: &ProvisionPlan,
     content_source: Option<VolumeContentSource>,
+    requirements: Option<TopologyRequirement>,
 ) -> Result<CreateVolumeResponse, Error> {
     let mut request: CreateVolumeRequest = plan.request.clone();
     request.volume_content_source = content_source;
+    request.accessibility_requirements = requirements;
     if let Some(s) = &plan.provisioner_secret {
         request.secrets = read_secret(&ctx.client, s).await?.into_iter().collect();
     }
@@ -314,8 +417,9 @@ async fn create_and_save(
     pvc: &PersistentVolumeClaim,
     plan: &ProvisionPlan,
     content_source: Option<VolumeContentSource>,
+    requirements: Option<TopologyRequirement>,
 ) -> Result<(), Error> {
-    let response = create_volume(ctx, plan, content_source).await?;
+    let response = create_volume(ctx, plan, content_source, requirements).await?;
     match check_response(plan, pvc, &ctx.cfg.driver_name, &ctx.identity, &response)? {
         ResponseCheck::Save(pv) => {
             let api = Api::<PersistentVolume>::all(ctx.client.clone());
@@ -347,7 +451,8 @@ async fn undo(
     // The repeated CreateVolume must match the first; a clone source that
     // is gone by now is left out, which drivers that look up by name accept.
     let source = content_source(ctx, pvc, plan).await.ok().flatten();
-    match create_volume(ctx, plan, source).await {
+    let requirements = topology_requirements(ctx, pvc, plan).ok().flatten();
+    match create_volume(ctx, plan, source, requirements).await {
         Ok(resp) => {
             let volume_id = resp.volume.map(|v| v.volume_id).unwrap_or_default();
             if !volume_id.is_empty() {

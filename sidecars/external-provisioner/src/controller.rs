@@ -12,11 +12,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use csi_client::Connection;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::core::v1::{
     ObjectReference, PersistentVolume, PersistentVolumeClaim, Secret,
 };
-use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
+use k8s_openapi::api::storage::v1::{CSINode, StorageClass, VolumeAttachment};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -29,6 +30,7 @@ use crate::error::Error;
 use crate::metrics::ProvisionerMetrics;
 use crate::provision::ProvisionConfig;
 use crate::secrets::SecretRef;
+use crate::topology::TopologyCache;
 use crate::{claims, volumes};
 
 /// Everything a reconcile needs.
@@ -60,6 +62,12 @@ pub struct Context {
     /// VolumeAttachment cache, only when the driver has
     /// PUBLISH_UNPUBLISH_VOLUME (as upstream, which watches them only then).
     pub attachments: Option<Store<VolumeAttachment>>,
+    /// Node cache, only with topology (as upstream).
+    pub nodes: Option<Store<Node>>,
+    /// CSINode cache, only with topology.
+    pub csinodes: Option<Store<CSINode>>,
+    /// Per-claim accessibility requirements, so retries send the same ones.
+    pub topology_cache: TopologyCache,
     /// PVs whose wait for a detach was already announced with an event, so
     /// the wait is reported once, not on every retry (upstream #1574).
     pub detach_waits: Mutex<HashSet<String>>,
@@ -75,6 +83,10 @@ pub struct Caches {
     pub attachments: Option<Store<VolumeAttachment>>,
     /// PersistentVolumeClaims.
     pub claims: Store<PersistentVolumeClaim>,
+    /// Nodes, when topology is in use.
+    pub nodes: Option<Store<Node>>,
+    /// CSINodes, when topology is in use.
+    pub csinodes: Option<Store<CSINode>>,
 }
 
 /// Runs both controllers until `shutdown` resolves.
@@ -83,14 +95,42 @@ pub struct Caches {
 /// and, separately, that many volume workers). `watch_attachments` is the
 /// driver's PUBLISH_UNPUBLISH_VOLUME capability: VolumeAttachments are then
 /// cached, and a deleted one re-triggers its PV so a waiting deletion goes
-/// on at once.
+/// on at once. `watch_topology` caches Nodes and CSINodes for topology.
 pub async fn run(
     client: Client,
     make_ctx: impl FnOnce(Caches) -> Context,
     workers: usize,
     watch_attachments: bool,
+    watch_topology: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let (nodes, csinodes, topology_loop) = if watch_topology {
+        let (node_reader, node_writer) = reflector::store::<Node>();
+        let (csinode_reader, csinode_writer) = reflector::store::<CSINode>();
+        let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(node_writer)
+            .for_each(|_| futures::future::ready(()));
+        let csinode_stream = watcher(
+            Api::<CSINode>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(csinode_writer)
+        .for_each(|_| futures::future::ready(()));
+        let both = futures::future::join(node_stream, csinode_stream).map(|_| ());
+        (
+            Some(node_reader),
+            Some(csinode_reader),
+            futures::future::Either::Left(both),
+        )
+    } else {
+        (
+            None,
+            None,
+            futures::future::Either::Right(futures::future::pending::<()>()),
+        )
+    };
     let (classes, class_writer) = reflector::store::<StorageClass>();
     let class_stream = watcher(
         Api::<StorageClass>::all(client.clone()),
@@ -143,6 +183,8 @@ pub async fn run(
         volumes: volumes.clone(),
         attachments,
         claims: claim_ctl.store(),
+        nodes,
+        csinodes,
     }));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -196,6 +238,7 @@ pub async fn run(
     tokio::select! {
         _ = class_stream => {},
         _ = attach_loop => {},
+        _ = topology_loop => {},
         _ = futures::future::join(volume_loop, claim_loop) => {},
     }
 }

@@ -92,6 +92,7 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
     info!(driver = %driver, "detected CSI driver");
     let plugin = rpc::plugin_capabilities(&conn).await?;
     let controller_caps = rpc::controller_capabilities(&conn).await?;
+    let topology = gates.topology && plugin.has(PluginService::VolumeAccessibilityConstraints);
     let can_create_delete = plugin.has(PluginService::ControllerService)
         && controller_caps.has(ControllerRpc::CreateDeleteVolume);
     if !can_create_delete {
@@ -152,6 +153,9 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         can_create_delete,
         single_node_multi_writer: controller_caps.has(ControllerRpc::SingleNodeMultiWriter),
         can_clone: controller_caps.has(ControllerRpc::CloneVolume),
+        topology,
+        strict_topology: args.strict_topology,
+        immediate_topology: args.immediate_topology,
     };
     let workers = args.worker_threads;
     let watch_attachments = controller_caps.has(ControllerRpc::PublishUnpublishVolume);
@@ -180,9 +184,13 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
                     claims: caches.claims,
                     attachments: caches.attachments,
                     detach_waits: Default::default(),
+                    nodes: caches.nodes,
+                    csinodes: caches.csinodes,
+                    topology_cache: Default::default(),
                 },
                 workers,
                 watch_attachments,
+                topology,
                 shutdown::signal(),
             )
             .await;

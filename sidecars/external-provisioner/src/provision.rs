@@ -44,6 +44,14 @@ pub struct ProvisionConfig {
     pub single_node_multi_writer: bool,
     /// Controller CLONE_VOLUME.
     pub can_clone: bool,
+    /// The Topology gate is on and the driver has
+    /// VOLUME_ACCESSIBILITY_CONSTRAINTS: requests carry accessibility
+    /// requirements and PVs get nodeAffinity.
+    pub topology: bool,
+    /// `--strict-topology`.
+    pub strict_topology: bool,
+    /// `--immediate-topology`.
+    pub immediate_topology: bool,
 }
 
 /// Why a claim is left alone (logged at debug, no event), as upstream's
@@ -123,6 +131,8 @@ pub struct ProvisionPlan {
     pub mount_options: Vec<String>,
     /// `spec.csi.readOnly` (`--controller-publish-readonly` with ROX only).
     pub read_only: bool,
+    /// Whether topology is in use (see [`ProvisionConfig::topology`]).
+    pub topology: bool,
     /// The claim's data source; for a clone the controller adds the content
     /// source after checking the source claim (see
     /// [`crate::datasource::clone_source`]).
@@ -337,6 +347,7 @@ fn plan(
         mount_options,
         read_only,
         data_source,
+        topology: cfg.topology,
     })
 }
 
@@ -361,6 +372,9 @@ pub(crate) mod tests {
             can_create_delete: true,
             single_node_multi_writer: false,
             can_clone: true,
+            topology: false,
+            strict_topology: false,
+            immediate_topology: true,
         }
     }
 

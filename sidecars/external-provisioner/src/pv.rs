@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::provision::ProvisionPlan;
 use crate::quantity;
 use crate::secrets::SecretRef;
+use crate::topology::node_affinity;
 
 /// What to do with a CreateVolume answer.
 #[derive(Debug)]
@@ -146,6 +147,11 @@ pub fn check_response(
             persistent_volume_reclaim_policy: Some(plan.reclaim_policy.clone()),
             storage_class_name: Some(plan.storage_class.clone()),
             volume_mode: Some(if plan.block { "Block" } else { "Filesystem" }.into()),
+            node_affinity: if plan.topology {
+                node_affinity(&volume.accessible_topology)
+            } else {
+                None
+            },
             ..Default::default()
         }),
         ..Default::default()
@@ -285,5 +291,32 @@ mod tests {
             .is_err()
         );
         assert!(check_response(&p, &claim(), DRIVER, "id", &response("", 0)).is_err());
+    }
+
+    #[test]
+    fn node_affinity_only_with_topology() {
+        use csi_client::csi::v1::Topology;
+        let mut resp = response("v", 0);
+        resp.volume.as_mut().unwrap().accessible_topology = vec![Topology {
+            segments: [("zone".to_string(), "a".to_string())].into(),
+        }];
+        let mut p = plan(&[]);
+        assert!(
+            saved(check_response(&p, &claim(), DRIVER, "id", &resp).unwrap())
+                .spec
+                .unwrap()
+                .node_affinity
+                .is_none()
+        );
+        p.topology = true;
+        let affinity = saved(check_response(&p, &claim(), DRIVER, "id", &resp).unwrap())
+            .spec
+            .unwrap()
+            .node_affinity
+            .unwrap();
+        let term = &affinity.required.unwrap().node_selector_terms[0];
+        let req = &term.match_expressions.as_ref().unwrap()[0];
+        assert_eq!((req.key.as_str(), req.operator.as_str()), ("zone", "In"));
+        assert_eq!(req.values.as_deref(), Some(&["a".to_string()][..]));
     }
 }
