@@ -16,6 +16,10 @@ pub const DELETION_SECRET_NAME: &str = "volume.kubernetes.io/provisioner-deletio
 /// PV: namespace of that secret ("" when none).
 pub const DELETION_SECRET_NAMESPACE: &str =
     "volume.kubernetes.io/provisioner-deletion-secret-namespace";
+/// PV: name of the secret ControllerModifyVolume needs (external-resizer).
+pub const MODIFY_SECRET_NAME: &str = "volume.kubernetes.io/controller-modify-secret-name";
+/// PV: namespace of that secret.
+pub const MODIFY_SECRET_NAMESPACE: &str = "volume.kubernetes.io/controller-modify-secret-namespace";
 /// PV `spec.csi.volumeAttributes` key naming this provisioner instance.
 pub const PROVISIONER_IDENTITY: &str = "storage.kubernetes.io/csiProvisionerIdentity";
 /// PV finalizer held until DeleteVolume succeeded.

@@ -2,6 +2,7 @@
 //! (release), or, for a claim deleted mid-provisioning, CreateVolume →
 //! DeleteVolume → (release).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +11,7 @@ use csi_client::csi::v1::{
     VolumeContentSource,
 };
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::VolumeAttributesClass;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -312,6 +314,23 @@ fn topology_requirements(
         })
 }
 
+/// The VolumeAttributesClass's parameters, sent as `mutable_parameters`
+/// (a direct GET, as upstream; its RBAC needs `get` on
+/// volumeattributesclasses).
+async fn mutable_parameters(ctx: &Context, name: &str) -> Result<BTreeMap<String, String>, Error> {
+    let class = Api::<VolumeAttributesClass>::all(ctx.client.clone())
+        .get(name)
+        .await
+        .map_err(|e| Error::kube(format!("get VolumeAttributesClass {name}"), e))?;
+    if class.driver_name != ctx.cfg.driver_name {
+        return Err(Error::InvalidParameter(format!(
+            "VolumeAttributesClass {name} is for driver {}, not {}",
+            class.driver_name, ctx.cfg.driver_name
+        )));
+    }
+    Ok(class.parameters.unwrap_or_default())
+}
+
 /// Upstream's Reschedule: drop `volume.kubernetes.io/selected-node` (an
 /// Update, as upstream's RBAC allows) so the scheduler picks another node.
 async fn reschedule(ctx: &Context, pvc: &PersistentVolumeClaim) -> Result<(), Error> {
@@ -377,6 +396,9 @@ async fn create_volume(
 ) -> Result<CreateVolumeResponse, Error> {
     let mut request: CreateVolumeRequest = plan.request.clone();
     request.volume_content_source = content_source;
+    if let Some(name) = &plan.volume_attributes_class {
+        request.mutable_parameters = mutable_parameters(ctx, name).await?.into_iter().collect();
+    }
     request.accessibility_requirements = requirements;
     if let Some(s) = &plan.provisioner_secret {
         request.secrets = read_secret(&ctx.client, s).await?.into_iter().collect();

@@ -153,6 +153,8 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         can_create_delete,
         single_node_multi_writer: controller_caps.has(ControllerRpc::SingleNodeMultiWriter),
         can_clone: controller_caps.has(ControllerRpc::CloneVolume),
+        can_modify: controller_caps.has(ControllerRpc::ModifyVolume),
+        volume_attributes_class: gates.volume_attributes_class,
         topology,
         strict_topology: args.strict_topology,
         immediate_topology: args.immediate_topology,

@@ -44,6 +44,10 @@ pub struct ProvisionConfig {
     pub single_node_multi_writer: bool,
     /// Controller CLONE_VOLUME.
     pub can_clone: bool,
+    /// Controller MODIFY_VOLUME.
+    pub can_modify: bool,
+    /// The VolumeAttributesClass feature gate.
+    pub volume_attributes_class: bool,
     /// The Topology gate is on and the driver has
     /// VOLUME_ACCESSIBILITY_CONSTRAINTS: requests carry accessibility
     /// requirements and PVs get nodeAffinity.
@@ -133,6 +137,9 @@ pub struct ProvisionPlan {
     pub read_only: bool,
     /// Whether topology is in use (see [`ProvisionConfig::topology`]).
     pub topology: bool,
+    /// The claim's VolumeAttributesClass (gate on): the controller reads it
+    /// and sends its parameters as `mutable_parameters`; the PV records it.
+    pub volume_attributes_class: Option<String>,
     /// The claim's data source; for a clone the controller adds the content
     /// source after checking the source claim (see
     /// [`crate::datasource::clone_source`]).
@@ -152,6 +159,9 @@ pub struct PvSecrets {
     pub controller_expand: Option<SecretRef>,
     /// `nodeExpandSecretRef`.
     pub node_expand: Option<SecretRef>,
+    /// Controller-modify secret, written as PV annotations for
+    /// external-resizer.
+    pub controller_modify: Option<SecretRef>,
 }
 
 /// The provisioner named on the claim (GA annotation, else beta).
@@ -268,6 +278,15 @@ fn plan(
             "CSI driver does not support dynamic provisioning: plugin CONTROLLER_SERVICE or controller CREATE_DELETE_VOLUME capability is not reported".into(),
         ));
     }
+    let volume_attributes_class = spec
+        .volume_attributes_class_name
+        .clone()
+        .filter(|n| cfg.volume_attributes_class && !n.is_empty());
+    if volume_attributes_class.is_some() && !cfg.can_modify {
+        return Err(Error::Unsupported(
+            "CSI driver does not support VolumeAttributesClass: controller MODIFY_VOLUME capability is not reported".into(),
+        ));
+    }
     if spec.selector.is_some() {
         return Err(Error::InvalidClaim(
             "claim Selector is not supported".into(),
@@ -307,6 +326,7 @@ fn plan(
         node_publish: secret_reference(SecretKind::NodePublish, &params, &ctx)?,
         controller_expand: secret_reference(SecretKind::ControllerExpand, &params, &ctx)?,
         node_expand: secret_reference(SecretKind::NodeExpand, &params, &ctx)?,
+        controller_modify: secret_reference(SecretKind::ControllerModify, &params, &ctx)?,
     };
 
     let mut parameters: BTreeMap<String, String> = strip_reserved(&params)?;
@@ -348,6 +368,7 @@ fn plan(
         read_only,
         data_source,
         topology: cfg.topology,
+        volume_attributes_class,
     })
 }
 
@@ -372,6 +393,8 @@ pub(crate) mod tests {
             can_create_delete: true,
             single_node_multi_writer: false,
             can_clone: true,
+            can_modify: true,
+            volume_attributes_class: true,
             topology: false,
             strict_topology: false,
             immediate_topology: true,
@@ -713,5 +736,33 @@ pub(crate) mod tests {
             decide_claim(&populated, Some(&class(&[])), |_| false, &cfg()).unwrap(),
             ClaimDecision::Skip(Skip::ExternalPopulator)
         ));
+    }
+
+    #[test]
+    fn volume_attributes_class_needs_modify_volume() {
+        let mut vac = claim();
+        vac.spec.as_mut().unwrap().volume_attributes_class_name = Some("gold".into());
+        assert_eq!(
+            provision(&vac, &class(&[]), &cfg())
+                .unwrap()
+                .volume_attributes_class
+                .as_deref(),
+            Some("gold")
+        );
+        let mut no_modify = cfg();
+        no_modify.can_modify = false;
+        let err = provision(&vac, &class(&[]), &no_modify).unwrap_err();
+        assert!(
+            err.is_final() && err.to_string().contains("VolumeAttributesClass"),
+            "{err}"
+        );
+        let mut gate_off = no_modify.clone();
+        gate_off.volume_attributes_class = false;
+        assert_eq!(
+            provision(&vac, &class(&[]), &gate_off)
+                .unwrap()
+                .volume_attributes_class,
+            None
+        );
     }
 }

@@ -15,8 +15,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::annotations::{
-    DELETION_SECRET_NAME, DELETION_SECRET_NAMESPACE, PROVISIONED_BY, PROVISIONER_IDENTITY,
-    PV_FINALIZER,
+    DELETION_SECRET_NAME, DELETION_SECRET_NAMESPACE, MODIFY_SECRET_NAME, MODIFY_SECRET_NAMESPACE,
+    PROVISIONED_BY, PROVISIONER_IDENTITY, PV_FINALIZER,
 };
 use crate::datasource::DataSource;
 use crate::error::Error;
@@ -104,12 +104,16 @@ pub fn check_response(
         .as_ref()
         .map(|s| (s.name.clone(), s.namespace.clone()))
         .unwrap_or_default();
-    let annotations: BTreeMap<String, String> = [
+    let mut annotations: BTreeMap<String, String> = [
         (PROVISIONED_BY.to_string(), driver_name.to_string()),
         (DELETION_SECRET_NAME.to_string(), del_name),
         (DELETION_SECRET_NAMESPACE.to_string(), del_ns),
     ]
     .into();
+    if let Some(s) = &plan.pv_secrets.controller_modify {
+        annotations.insert(MODIFY_SECRET_NAME.to_string(), s.name.clone());
+        annotations.insert(MODIFY_SECRET_NAMESPACE.to_string(), s.namespace.clone());
+    }
 
     let spec = pvc.spec.clone().unwrap_or_default();
     let pv = PersistentVolume {
@@ -147,6 +151,7 @@ pub fn check_response(
             persistent_volume_reclaim_policy: Some(plan.reclaim_policy.clone()),
             storage_class_name: Some(plan.storage_class.clone()),
             volume_mode: Some(if plan.block { "Block" } else { "Filesystem" }.into()),
+            volume_attributes_class_name: plan.volume_attributes_class.clone(),
             node_affinity: if plan.topology {
                 node_affinity(&volume.accessible_topology)
             } else {
@@ -318,5 +323,34 @@ mod tests {
         let req = &term.match_expressions.as_ref().unwrap()[0];
         assert_eq!((req.key.as_str(), req.operator.as_str()), ("zone", "In"));
         assert_eq!(req.values.as_deref(), Some(&["a".to_string()][..]));
+    }
+
+    #[test]
+    fn volume_attributes_class_and_modify_secret_reach_the_pv() {
+        let mut p = plan(&[
+            ("csi.storage.k8s.io/controller-modify-secret-name", "mod"),
+            (
+                "csi.storage.k8s.io/controller-modify-secret-namespace",
+                "kube-system",
+            ),
+        ]);
+        p.volume_attributes_class = Some("gold".into());
+        let pv = saved(check_response(&p, &claim(), DRIVER, "id", &response("v", 0)).unwrap());
+        let ann = pv.metadata.annotations.unwrap();
+        assert_eq!(ann[MODIFY_SECRET_NAME], "mod");
+        assert_eq!(ann[MODIFY_SECRET_NAMESPACE], "kube-system");
+        assert_eq!(
+            pv.spec.unwrap().volume_attributes_class_name.as_deref(),
+            Some("gold")
+        );
+        let plain =
+            saved(check_response(&plan(&[]), &claim(), DRIVER, "id", &response("v", 0)).unwrap());
+        assert!(
+            !plain
+                .metadata
+                .annotations
+                .unwrap()
+                .contains_key(MODIFY_SECRET_NAME)
+        );
     }
 }
