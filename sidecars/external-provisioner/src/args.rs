@@ -41,7 +41,11 @@ pub struct ProvisionerArgs {
     #[arg(long, default_value_t = 100)]
     pub worker_threads: usize,
     /// Number of simultaneously running threads, handling cloning finalizer removal.
-    #[arg(long, default_value_t = 1, help = "Number of cloning-finalizer removal threads [accepted; clone protection is released by the claim workers]")]
+    #[arg(
+        long,
+        default_value_t = 1,
+        help = "Number of cloning-finalizer removal threads [accepted; clone protection is released by the claim workers]"
+    )]
     pub cloning_protection_threads: usize,
     /// Period of the orphaned snapshot-finalizer sweep; 0 disables it.
     #[arg(long, default_value = "5m", value_parser = parse_go_duration, help = format!("Period of the orphaned snapshot-finalizer sweep; 0 disables it {LATER}"))]

@@ -100,7 +100,13 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         error!(driver = %driver, "the driver reports no CONTROLLER_SERVICE/CREATE_DELETE_VOLUME capability: every provision will fail");
     }
 
-    let client = kube_client::client(&args.common, "csi-provisioner").await?;
+    let config = api_config(&args).await?;
+    let client = kube_client::client_from_config(
+        config.clone(),
+        args.common.kube_api_qps,
+        args.common.kube_api_burst,
+        "csi-provisioner",
+    )?;
     let metrics = ProvisionerMetrics::register(&mut registry);
 
     let lease = lease_name(&driver);
@@ -210,4 +216,23 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
     }
     info!("shut down");
     Ok(())
+}
+
+/// The API server config as upstream's `BuildConfigFromFlags(--master,
+/// --kubeconfig)`: `--master` overrides the kubeconfig's server; `--master`
+/// alone talks to that URL without credentials; neither means in-cluster.
+async fn api_config(args: &ProvisionerArgs) -> anyhow::Result<kube::Config> {
+    if args.master.is_empty() {
+        return Ok(kube_client::load_config(&args.common).await?);
+    }
+    let url: ::http::Uri = args
+        .master
+        .parse()
+        .with_context(|| format!("--master {:?} is not a URL", args.master))?;
+    if args.common.kubeconfig_path().is_none() {
+        return Ok(kube::Config::new(url));
+    }
+    let mut config = kube_client::load_config(&args.common).await?;
+    config.cluster_url = url;
+    Ok(config)
 }
