@@ -30,6 +30,13 @@ pub struct DriverOptions {
     /// NodeGetInfo `max_volumes_per_node` (`--attach-limit`); 0 means
     /// unlimited. Default 0.
     pub attach_limit: u32,
+    /// `--nodeid`: this instance's NodeGetInfo node ID and, with topology,
+    /// its `topology.hostpath.csi/node` segment value, as hostpath reports.
+    /// Empty (the default) keeps the service's fixed ID and segment.
+    pub node_id: String,
+    /// `--capacity` in bytes: GetCapacity then reports this minus what the
+    /// driver's volumes use. 0 (the default) keeps the service's fixed answer.
+    pub capacity: i64,
 }
 
 impl Default for DriverOptions {
@@ -39,6 +46,8 @@ impl Default for DriverOptions {
             enable_attach: false,
             enable_topology: false,
             attach_limit: 0,
+            node_id: String::new(),
+            capacity: 0,
         }
     }
 }
@@ -60,6 +69,7 @@ pub struct DriverHandle {
     process: ProcessHandle,
     socket: PathBuf,
     name: String,
+    node_id: String,
 }
 
 impl DriverHandle {
@@ -79,10 +89,11 @@ impl DriverHandle {
         &self.name
     }
 
-    /// The CSI node ID NodeGetInfo reports: the mock service uses the driver
-    /// name. Use it as the CSINode `nodeID`.
+    /// The CSI node ID NodeGetInfo reports: [`DriverOptions::node_id`], else
+    /// the driver name (the service's own choice). Use it as the CSINode
+    /// `nodeID`.
     pub fn node_id(&self) -> &str {
-        &self.name
+        &self.node_id
     }
 
     /// The driver process (PID, log, kill9 for crash tests).
@@ -110,6 +121,8 @@ impl Testbed {
             format!("--enable-attach={}", opts.enable_attach),
             format!("--enable-topology={}", opts.enable_topology),
             format!("--attach-limit={}", opts.attach_limit),
+            format!("--nodeid={}", opts.node_id),
+            format!("--capacity={}", opts.capacity),
             "--log-calls=true".into(),
         ];
         let process = self.spawn(
@@ -119,10 +132,16 @@ impl Testbed {
             &[],
         )?;
         wait_for_socket(&process, &socket, DRIVER_READY_TIMEOUT).await?;
+        let node_id = if opts.node_id.is_empty() {
+            opts.name.clone()
+        } else {
+            opts.node_id.clone()
+        };
         Ok(DriverHandle {
             process,
             socket,
             name: opts.name,
+            node_id,
         })
     }
 }

@@ -36,6 +36,8 @@ func main() {
 	enableTopology := flag.Bool("enable-topology", false, "advertise VOLUME_ACCESSIBILITY_CONSTRAINTS")
 	attachLimit := flag.Int64("attach-limit", 0, "NodeGetInfo max_volumes_per_node (0 = unlimited)")
 	logCalls := flag.Bool("log-calls", true, "log every RPC with its status code")
+	nodeID := flag.String("nodeid", "", "node ID for NodeGetInfo; with --enable-topology also the value of the topology.hostpath.csi/node segment this instance reports, as csi-driver-host-path does (default: the service's fixed ID and segment)")
+	capacity := flag.Int64("capacity", 0, "total bytes: GetCapacity then reports this minus the sum of existing volumes' sizes (0: the service's fixed answer)")
 	flag.Parse()
 
 	svc := service.New(service.Config{
@@ -57,10 +59,11 @@ func main() {
 		log.Fatalf("listen on %s: %v", path, err)
 	}
 
-	var opts []grpc.ServerOption
+	interceptors := []grpc.UnaryServerInterceptor{hostpathLike(svc, *nodeID, *capacity)}
 	if *logCalls {
-		opts = append(opts, grpc.UnaryInterceptor(logInterceptor))
+		interceptors = append([]grpc.UnaryServerInterceptor{logInterceptor}, interceptors...)
 	}
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(interceptors...)}
 	srv := grpc.NewServer(opts...)
 	csi.RegisterIdentityServer(srv, svc)
 	csi.RegisterControllerServer(srv, svc)
@@ -110,4 +113,49 @@ func logInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, ha
 	resp, err := handler(ctx, req)
 	log.Printf("%s %s %s", info.FullMethod, status.Code(err), time.Since(start).Round(time.Microsecond))
 	return resp, err
+}
+
+// topologyKey is the segment key csi-driver-host-path reports.
+const topologyKey = "topology.hostpath.csi/node"
+
+// hostpathLike adjusts the service's answers where csi-driver-host-path
+// differs and tests need it: a per-instance node ID and topology segment,
+// and GetCapacity that shrinks as volumes are created.
+func hostpathLike(svc service.Service, nodeID string, capacity int64) grpc.UnaryServerInterceptor {
+	segment := func() []*csi.Topology {
+		return []*csi.Topology{{Segments: map[string]string{topologyKey: nodeID}}}
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if capacity > 0 && info.FullMethod == "/csi.v1.Controller/GetCapacity" {
+			vols, err := svc.ListVolumes(ctx, &csi.ListVolumesRequest{})
+			if err != nil {
+				return nil, err
+			}
+			used := int64(0)
+			for _, e := range vols.GetEntries() {
+				used += e.GetVolume().GetCapacityBytes()
+			}
+			available := capacity - used
+			if available < 0 {
+				available = 0
+			}
+			return &csi.GetCapacityResponse{AvailableCapacity: available}, nil
+		}
+		resp, err := handler(ctx, req)
+		if err != nil || nodeID == "" {
+			return resp, err
+		}
+		switch r := resp.(type) {
+		case *csi.NodeGetInfoResponse:
+			r.NodeId = nodeID
+			if r.AccessibleTopology != nil {
+				r.AccessibleTopology = segment()[0]
+			}
+		case *csi.CreateVolumeResponse:
+			if r.GetVolume() != nil && len(r.Volume.AccessibleTopology) > 0 {
+				r.Volume.AccessibleTopology = segment()
+			}
+		}
+		return resp, nil
+	}
 }
