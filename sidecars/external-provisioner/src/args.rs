@@ -51,7 +51,11 @@ pub struct ProvisionerArgs {
     #[arg(long, default_value = "5m", value_parser = parse_go_duration, help = format!("Period of the orphaned snapshot-finalizer sweep; 0 disables it {LATER}"))]
     pub snapshot_orphan_sweep_interval: Duration,
     /// Number of simultaneously running threads, handling CSIStorageCapacity objects.
-    #[arg(long, default_value_t = 1, help = format!("Number of CSIStorageCapacity threads {LATER}"))]
+    #[arg(
+        long,
+        default_value_t = 1,
+        help = "Number of CSIStorageCapacity threads [accepted; one loop serves all pairs]"
+    )]
     pub capacity_threads: usize,
     /// Timeout for waiting for creation or deletion of a volume (every CSI call).
     #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
@@ -78,16 +82,16 @@ pub struct ProvisionerArgs {
     #[arg(long, default_value_t = 5)]
     pub kube_api_capacity_burst: u32,
     /// Produce CSIStorageCapacity objects.
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Produce CSIStorageCapacity objects {LATER}"))]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]
     pub enable_capacity: bool,
     /// Also produce capacity for Immediate-binding storage classes.
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Capacity for Immediate storage classes {LATER}"))]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]
     pub capacity_for_immediate_binding: bool,
     /// Period of GetCapacity polling.
-    #[arg(long, default_value = "1m", value_parser = parse_go_duration, help = format!("Period of GetCapacity polling {LATER}"))]
+    #[arg(long, default_value = "1m", value_parser = parse_go_duration)]
     pub capacity_poll_interval: Duration,
     /// Owner of CSIStorageCapacity objects: -1 none, 0 the pod, 1 its controller, …
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true, help = format!("Owner level of CSIStorageCapacity objects {LATER}"))]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub capacity_ownerref_level: i32,
     /// Run one provisioner per node (needs NODE_NAME).
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("One provisioner per node {LATER}"))]

@@ -224,6 +224,9 @@ async fn provision_claim(
             .await;
             info!(claim = %claim_name(&pvc), pv = %plan.pv_name, took = ?started.elapsed(), "provisioned volume");
             ctx.topology_cache.forget(&pvc.uid().unwrap_or_default());
+            if let Some(t) = &ctx.capacity_trigger {
+                t.notify_one();
+            }
             // The PV now records the volume; a failed release is retried by
             // the next reconcile (ReleaseIntent), which the PV binding triggers.
             if let Err(e) = release_intent(ctx, &pvc).await {

@@ -68,9 +68,26 @@ pub struct Context {
     pub csinodes: Option<Store<CSINode>>,
     /// Per-claim accessibility requirements, so retries send the same ones.
     pub topology_cache: TopologyCache,
+    /// Wakes the CSIStorageCapacity loop after a provision or deletion.
+    pub capacity_trigger: Option<Arc<tokio::sync::Notify>>,
     /// PVs whose wait for a detach was already announced with an event, so
     /// the wait is reported once, not on every retry (upstream #1574).
     pub detach_waits: Mutex<HashSet<String>>,
+}
+
+/// What [`run`] needs to start the CSIStorageCapacity loop next to the
+/// controllers (only on the leader, as upstream).
+pub struct CapacitySetup {
+    /// The client with `--kube-api-capacity-qps/burst`.
+    pub client: Client,
+    /// The driver connection.
+    pub csi: csi_client::Connection,
+    /// Loop settings.
+    pub cfg: crate::capacity_controller::CapacityConfig,
+    /// Shared with [`Context::capacity_trigger`].
+    pub trigger: Arc<tokio::sync::Notify>,
+    /// The gauges.
+    pub metrics: crate::capacity_controller::CapacityMetrics,
 }
 
 /// The caches [`run`] fills and hands to the context.
@@ -102,6 +119,7 @@ pub async fn run(
     workers: usize,
     watch_attachments: bool,
     watch_topology: bool,
+    capacity: Option<CapacitySetup>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (nodes, csinodes, topology_loop) = if watch_topology {
@@ -183,10 +201,29 @@ pub async fn run(
         volumes: volumes.clone(),
         attachments,
         claims: claim_ctl.store(),
-        nodes,
-        csinodes,
+        nodes: nodes.clone(),
+        csinodes: csinodes.clone(),
     }));
 
+    let capacity_loop = match (capacity, &nodes, &csinodes) {
+        (Some(setup), Some(n), Some(c)) => {
+            let caches = crate::capacity_controller::CapacityCaches {
+                classes: classes.clone(),
+                nodes: n.clone(),
+                csinodes: c.clone(),
+            };
+            futures::future::Either::Left(crate::capacity_controller::run(
+                setup.client,
+                setup.csi,
+                caches,
+                setup.cfg,
+                setup.trigger,
+                setup.metrics,
+                futures::future::pending::<()>(),
+            ))
+        }
+        _ => futures::future::Either::Right(futures::future::pending::<()>()),
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -239,6 +276,7 @@ pub async fn run(
         _ = class_stream => {},
         _ = attach_loop => {},
         _ = topology_loop => {},
+        _ = capacity_loop => {},
         _ = futures::future::join(volume_loop, claim_loop) => {},
     }
 }

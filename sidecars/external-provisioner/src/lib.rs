@@ -42,6 +42,8 @@
 pub mod annotations;
 pub mod args;
 pub mod capabilities;
+pub mod capacity;
+pub mod capacity_controller;
 mod claims;
 pub mod classify;
 pub mod controller;
@@ -56,6 +58,7 @@ pub mod provision;
 pub mod pv;
 pub mod quantity;
 pub mod secrets;
+pub mod snapshot;
 pub mod topology;
 mod volumes;
 

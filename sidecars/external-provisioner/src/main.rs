@@ -13,6 +13,7 @@ use external_provisioner::features::{self, FeatureGates};
 use external_provisioner::metrics::ProvisionerMetrics;
 use external_provisioner::names::lease_name;
 use external_provisioner::provision::ProvisionConfig;
+use external_provisioner::{capacity, capacity_controller};
 use prometheus_client::registry::Registry;
 use rand::Rng;
 use sidecar_runtime::backoff::PerObjectBackoff;
@@ -108,6 +109,50 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         "csi-provisioner",
     )?;
     let metrics = ProvisionerMetrics::register(&mut registry);
+    let capacity = if args.enable_capacity {
+        if !controller_caps.has(ControllerRpc::GetCapacity) {
+            // Upstream never checks; say it once instead of failing every poll.
+            error!(driver = %driver, "--enable-capacity is set but the driver does not report the GET_CAPACITY capability: GetCapacity calls will fail");
+        }
+        let namespace = std::env::var("NAMESPACE").unwrap_or_default();
+        if namespace.is_empty() {
+            bail!(
+                "--enable-capacity requires the NAMESPACE environment variable (the namespace for CSIStorageCapacity objects)"
+            );
+        }
+        let capacity_client = kube_client::client_from_config(
+            config.clone(),
+            f64::from(args.kube_api_capacity_qps),
+            args.kube_api_capacity_burst,
+            "csi-provisioner-capacity",
+        )?;
+        let pod_name = std::env::var("POD_NAME").ok();
+        let owner = capacity_controller::resolve_owner(
+            &capacity_client,
+            &namespace,
+            pod_name.as_deref(),
+            args.capacity_ownerref_level,
+        )
+        .await?;
+        Some(controller::CapacitySetup {
+            client: capacity_client,
+            csi: conn.clone(),
+            cfg: capacity_controller::CapacityConfig {
+                driver: driver.clone(),
+                namespace,
+                managed_by: capacity::managed_by(None),
+                owner,
+                for_immediate_binding: args.capacity_for_immediate_binding,
+                poll_interval: args.capacity_poll_interval,
+            },
+            trigger: Arc::new(tokio::sync::Notify::new()),
+            metrics: capacity_controller::CapacityMetrics::register(&mut registry),
+        })
+    } else {
+        None
+    };
+    let capacity_trigger = capacity.as_ref().map(|c| c.trigger.clone());
+    let watch_nodes = topology || capacity.is_some();
 
     let lease = lease_name(&driver);
     let leader_config = if args.common.leader_election {
@@ -195,10 +240,12 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
                     nodes: caches.nodes,
                     csinodes: caches.csinodes,
                     topology_cache: Default::default(),
+                    capacity_trigger,
                 },
                 workers,
                 watch_attachments,
-                topology,
+                watch_nodes,
+                capacity,
                 shutdown::signal(),
             )
             .await;

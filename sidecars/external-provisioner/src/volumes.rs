@@ -130,6 +130,9 @@ pub(crate) async fn reconcile_volume(
                 return Err(e);
             }
             ctx.metrics.deleted(&class_name, started.elapsed());
+            if let Some(t) = &ctx.capacity_trigger {
+                t.notify_one();
+            }
             info!(pv = %pv.name_any(), took = ?started.elapsed(), "deleted volume");
         }
     }

@@ -34,6 +34,7 @@ mod logs;
 mod manifest;
 mod pki;
 mod process;
+mod snapshot_crds;
 mod testbed;
 
 pub use binaries::{BIN_ENV, CORE_BINARIES, build_command, build_script, repo_root};
@@ -49,6 +50,9 @@ pub use logs::{DUMP_LINES, tail_file};
 pub use manifest::{parse_documents, substitute};
 pub use pki::ADMIN_USER;
 pub use process::{ProcessHandle, STOP_GRACE};
+pub use snapshot_crds::{
+    CRD_ESTABLISHED_TIMEOUT, SNAPSHOT_CLIENT_MODULE, SNAPSHOT_CRD_FILES, snapshot_client_module_dir,
+};
 pub use testbed::{KEEP_ENV, Testbed, TestbedOptions};
 
 /// Path of a file in `tests/testbed/manifests/`, e.g.
