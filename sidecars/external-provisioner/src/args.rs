@@ -48,7 +48,7 @@ pub struct ProvisionerArgs {
     )]
     pub cloning_protection_threads: usize,
     /// Period of the orphaned snapshot-finalizer sweep; 0 disables it.
-    #[arg(long, default_value = "5m", value_parser = parse_go_duration, help = format!("Period of the orphaned snapshot-finalizer sweep; 0 disables it {LATER}"))]
+    #[arg(long, default_value = "5m", value_parser = parse_go_duration)]
     pub snapshot_orphan_sweep_interval: Duration,
     /// Number of simultaneously running threads, handling CSIStorageCapacity objects.
     #[arg(
@@ -109,7 +109,7 @@ pub struct ProvisionerArgs {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]
     pub controller_publish_readonly: bool,
     /// Refuse restores from snapshots of another volume mode.
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Prevent volume mode conversion on restore {LATER}"))]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]
     pub prevent_volume_mode_conversion: bool,
     /// A set of key=value pairs that describe feature gates: Topology (GA, default true), CrossNamespaceVolumeDataSource (alpha, default false), VolumeAttributesClass (GA, default true), ReleaseLeaderElectionOnExit (alpha, default false), and the generic Kubernetes component gates.
     #[arg(long, default_value = "", value_parser = crate::features::parse_pairs)]

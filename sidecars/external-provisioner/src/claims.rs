@@ -30,6 +30,10 @@ use crate::datasource::{DataSource, clone_in_progress, clone_source};
 use crate::error::Error;
 use crate::provision::{ClaimDecision, ProvisionPlan, Skip, decide_claim};
 use crate::pv::{ResponseCheck, check_response};
+use crate::snapshot::{
+    VolumeSnapshot, VolumeSnapshotContent, add_source_finalizer, remove_source_finalizer,
+    snapshot_source,
+};
 use crate::topology::{TopologyError, TopologyInputs, accessibility_requirements};
 
 pub(crate) fn claim_key(pvc: &PersistentVolumeClaim) -> String {
@@ -224,6 +228,7 @@ async fn provision_claim(
             .await;
             info!(claim = %claim_name(&pvc), pv = %plan.pv_name, took = ?started.elapsed(), "provisioned volume");
             ctx.topology_cache.forget(&pvc.uid().unwrap_or_default());
+            release_snapshot(ctx, &pvc, plan).await;
             if let Some(t) = &ctx.capacity_trigger {
                 t.notify_one();
             }
@@ -353,19 +358,28 @@ fn has_selected_node(pvc: &PersistentVolumeClaim) -> bool {
         .is_some_and(|a| a.get(SELECTED_NODE).is_some_and(|n| !n.is_empty()))
 }
 
-/// The CSI content source for a clone, after checking the source claim in
-/// the cache and protecting it with [`CLONE_FINALIZER`]; `None` for empty
-/// volumes.
+/// The CSI content source for a clone or a restore, after checking the
+/// source and protecting it with its finalizer; `None` for empty volumes.
 async fn content_source(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
     plan: &ProvisionPlan,
 ) -> Result<Option<VolumeContentSource>, Error> {
-    let DataSource::Claim(name) = &plan.data_source else {
-        return Ok(None);
-    };
     let ns = pvc.namespace().unwrap_or_default();
-    let source = ctx.claims.get(&ObjectRef::new(name).within(&ns));
+    match &plan.data_source {
+        DataSource::Claim(name) => clone_content(ctx, pvc, &ns, name).await.map(Some),
+        DataSource::Snapshot(name) => snapshot_content(ctx, pvc, &ns, name).await.map(Some),
+        DataSource::None | DataSource::Populator { .. } => Ok(None),
+    }
+}
+
+async fn clone_content(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    ns: &str,
+    name: &str,
+) -> Result<VolumeContentSource, Error> {
+    let source = ctx.claims.get(&ObjectRef::new(name).within(ns));
     let source_pv = source
         .as_ref()
         .and_then(|s| s.spec.as_ref().and_then(|sp| sp.volume_name.clone()))
@@ -388,7 +402,70 @@ async fn content_source(
             .push(CLONE_FINALIZER.to_string());
         replace(ctx, &protected, "protect clone source").await?;
     }
-    Ok(Some(cs))
+    Ok(cs)
+}
+
+/// Reads the VolumeSnapshot and its content (direct GETs, as upstream),
+/// checks them, and protects the snapshot with
+/// [`crate::snapshot::SNAPSHOT_SOURCE_FINALIZER`] while the restore runs.
+async fn snapshot_content(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    ns: &str,
+    name: &str,
+) -> Result<VolumeContentSource, Error> {
+    let snapshots = Api::<VolumeSnapshot>::namespaced(ctx.client.clone(), ns);
+    let snapshot = snapshots
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::kube(format!("get VolumeSnapshot {ns}/{name}"), e))?
+        .ok_or_else(|| Error::DataSource(format!("error getting handle for DataSource Type VolumeSnapshot by Name {name}: snapshot not found")))?;
+    let content_name = snapshot
+        .status
+        .as_ref()
+        .and_then(|s| s.bound_volume_snapshot_content_name.clone());
+    let content = match content_name {
+        Some(c) => Api::<VolumeSnapshotContent>::all(ctx.client.clone())
+            .get_opt(&c)
+            .await
+            .map_err(|e| Error::kube(format!("get VolumeSnapshotContent {c}"), e))?,
+        None => None,
+    };
+    let cs = snapshot_source(
+        pvc,
+        &snapshot,
+        content.as_ref(),
+        &ctx.cfg.driver_name,
+        ctx.cfg.prevent_volume_mode_conversion,
+    )?;
+    let mut protected = snapshot.clone();
+    if add_source_finalizer(&mut protected) {
+        snapshots
+            .replace(name, &PostParams::default(), &protected)
+            .await
+            .map_err(|e| Error::kube(format!("protect VolumeSnapshot {ns}/{name}"), e))?;
+    }
+    Ok(cs)
+}
+
+/// After a successful restore the snapshot needs no protection from us;
+/// failures are only logged, as upstream (the orphan sweep retries).
+async fn release_snapshot(ctx: &Context, pvc: &PersistentVolumeClaim, plan: &ProvisionPlan) {
+    let DataSource::Snapshot(name) = &plan.data_source else {
+        return;
+    };
+    let ns = pvc.namespace().unwrap_or_default();
+    let snapshots = Api::<VolumeSnapshot>::namespaced(ctx.client.clone(), &ns);
+    let Ok(Some(mut snapshot)) = snapshots.get_opt(name).await else {
+        return;
+    };
+    if remove_source_finalizer(&mut snapshot)
+        && let Err(e) = snapshots
+            .replace(name, &PostParams::default(), &snapshot)
+            .await
+    {
+        warn!(snapshot = %format!("{ns}/{name}"), error = %e, "could not release the restore's protection; the orphan sweep will");
+    }
 }
 
 async fn create_volume(

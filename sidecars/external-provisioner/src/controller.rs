@@ -120,6 +120,7 @@ pub async fn run(
     watch_attachments: bool,
     watch_topology: bool,
     capacity: Option<CapacitySetup>,
+    snapshot_sweep: Option<std::time::Duration>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (nodes, csinodes, topology_loop) = if watch_topology {
@@ -224,6 +225,12 @@ pub async fn run(
         }
         _ => futures::future::Either::Right(futures::future::pending::<()>()),
     };
+    let sweep_loop = match snapshot_sweep {
+        Some(interval) if !interval.is_zero() => futures::future::Either::Left(
+            crate::snapshot_sweep::run(client.clone(), ctx.claims.clone(), interval),
+        ),
+        _ => futures::future::Either::Right(futures::future::pending::<()>()),
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -277,6 +284,7 @@ pub async fn run(
         _ = attach_loop => {},
         _ = topology_loop => {},
         _ = capacity_loop => {},
+        _ = sweep_loop => {},
         _ = futures::future::join(volume_loop, claim_loop) => {},
     }
 }

@@ -59,6 +59,7 @@ pub mod pv;
 pub mod quantity;
 pub mod secrets;
 pub mod snapshot;
+pub mod snapshot_sweep;
 pub mod topology;
 mod volumes;
 

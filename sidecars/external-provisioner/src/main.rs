@@ -153,6 +153,10 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
     };
     let capacity_trigger = capacity.as_ref().map(|c| c.trigger.clone());
     let watch_nodes = topology || capacity.is_some();
+    // As upstream: the sweep needs the driver's snapshot capability.
+    let snapshot_sweep = controller_caps
+        .has(ControllerRpc::CreateDeleteSnapshot)
+        .then_some(args.snapshot_orphan_sweep_interval);
 
     let lease = lease_name(&driver);
     let leader_config = if args.common.leader_election {
@@ -205,6 +209,8 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         single_node_multi_writer: controller_caps.has(ControllerRpc::SingleNodeMultiWriter),
         can_clone: controller_caps.has(ControllerRpc::CloneVolume),
         can_modify: controller_caps.has(ControllerRpc::ModifyVolume),
+        can_snapshot: controller_caps.has(ControllerRpc::CreateDeleteSnapshot),
+        prevent_volume_mode_conversion: args.prevent_volume_mode_conversion,
         volume_attributes_class: gates.volume_attributes_class,
         topology,
         strict_topology: args.strict_topology,
@@ -246,6 +252,7 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
                 watch_attachments,
                 watch_nodes,
                 capacity,
+                snapshot_sweep,
                 shutdown::signal(),
             )
             .await;

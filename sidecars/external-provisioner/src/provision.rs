@@ -46,6 +46,10 @@ pub struct ProvisionConfig {
     pub can_clone: bool,
     /// Controller MODIFY_VOLUME.
     pub can_modify: bool,
+    /// Controller CREATE_DELETE_SNAPSHOT (restores need it).
+    pub can_snapshot: bool,
+    /// `--prevent-volume-mode-conversion`.
+    pub prevent_volume_mode_conversion: bool,
     /// The VolumeAttributesClass feature gate.
     pub volume_attributes_class: bool,
     /// The Topology gate is on and the driver has
@@ -266,9 +270,9 @@ fn plan(
                 "CSI driver does not support clone operations: controller CLONE_VOLUME capability is not reported".into(),
             ));
         }
-        DataSource::Snapshot(_) => {
+        DataSource::Snapshot(_) if !cfg.can_snapshot => {
             return Err(Error::Unsupported(
-                "restoring a volume from a VolumeSnapshot is not supported by this csi-provisioner build yet".into(),
+                "CSI driver does not support snapshot restore: controller CREATE_DELETE_SNAPSHOT capability is not reported".into(),
             ));
         }
         _ => {}
@@ -394,6 +398,8 @@ pub(crate) mod tests {
             single_node_multi_writer: false,
             can_clone: true,
             can_modify: true,
+            can_snapshot: true,
+            prevent_volume_mode_conversion: true,
             volume_attributes_class: true,
             topology: false,
             strict_topology: false,
