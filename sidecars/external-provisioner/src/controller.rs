@@ -90,6 +90,21 @@ pub struct CapacitySetup {
     pub metrics: crate::capacity_controller::CapacityMetrics,
 }
 
+/// What [`run`] runs besides the two controllers, and how wide.
+pub struct RunOptions {
+    /// `--worker-threads` (claim workers, and separately volume workers).
+    pub workers: usize,
+    /// Cache VolumeAttachments (driver has PUBLISH_UNPUBLISH_VOLUME).
+    pub watch_attachments: bool,
+    /// Cache Nodes and CSINodes (topology or capacity in use).
+    pub watch_topology: bool,
+    /// The CSIStorageCapacity loop, with `--enable-capacity`.
+    pub capacity: Option<CapacitySetup>,
+    /// The orphaned snapshot-finalizer sweep interval, when the driver can
+    /// snapshot (0 disables it).
+    pub snapshot_sweep: Option<std::time::Duration>,
+}
+
 /// The caches [`run`] fills and hands to the context.
 pub struct Caches {
     /// StorageClasses.
@@ -106,23 +121,24 @@ pub struct Caches {
     pub csinodes: Option<Store<CSINode>>,
 }
 
-/// Runs both controllers until `shutdown` resolves.
+/// Runs both controllers, and what `opts` asks for besides, until
+/// `shutdown` resolves.
 ///
-/// `workers` is `--worker-threads` (upstream runs that many claim workers
-/// and, separately, that many volume workers). `watch_attachments` is the
-/// driver's PUBLISH_UNPUBLISH_VOLUME capability: VolumeAttachments are then
-/// cached, and a deleted one re-triggers its PV so a waiting deletion goes
-/// on at once. `watch_topology` caches Nodes and CSINodes for topology.
+/// With [`RunOptions::watch_attachments`] a deleted VolumeAttachment
+/// re-triggers its PV, so a deletion waiting for the detach goes on at once.
 pub async fn run(
     client: Client,
     make_ctx: impl FnOnce(Caches) -> Context,
-    workers: usize,
-    watch_attachments: bool,
-    watch_topology: bool,
-    capacity: Option<CapacitySetup>,
-    snapshot_sweep: Option<std::time::Duration>,
+    opts: RunOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let RunOptions {
+        workers,
+        watch_attachments,
+        watch_topology,
+        capacity,
+        snapshot_sweep,
+    } = opts;
     let (nodes, csinodes, topology_loop) = if watch_topology {
         let (node_reader, node_writer) = reflector::store::<Node>();
         let (csinode_reader, csinode_writer) = reflector::store::<CSINode>();

@@ -248,11 +248,13 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
                     topology_cache: Default::default(),
                     capacity_trigger,
                 },
-                workers,
-                watch_attachments,
-                watch_nodes,
-                capacity,
-                snapshot_sweep,
+                controller::RunOptions {
+                    workers,
+                    watch_attachments,
+                    watch_topology: watch_nodes,
+                    capacity,
+                    snapshot_sweep,
+                },
                 shutdown::signal(),
             )
             .await;
