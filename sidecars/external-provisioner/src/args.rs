@@ -94,16 +94,16 @@ pub struct ProvisionerArgs {
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub capacity_ownerref_level: i32,
     /// Run one provisioner per node (needs NODE_NAME).
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("One provisioner per node {LATER}"))]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]
     pub node_deployment: bool,
     /// In node mode, compete for Immediate-binding PVCs.
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Node mode: claim Immediate PVCs {LATER}"))]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]
     pub node_deployment_immediate_binding: bool,
     /// In node mode, initial delay before claiming an Immediate PVC.
-    #[arg(long, default_value = "20s", value_parser = parse_go_duration, help = format!("Node mode base delay {LATER}"))]
+    #[arg(long, default_value = "20s", value_parser = parse_go_duration)]
     pub node_deployment_base_delay: Duration,
     /// In node mode, maximum delay before claiming an Immediate PVC.
-    #[arg(long, default_value = "60s", value_parser = parse_go_duration, help = format!("Node mode max delay {LATER}"))]
+    #[arg(long, default_value = "60s", value_parser = parse_go_duration)]
     pub node_deployment_max_delay: Duration,
     /// Set spec.csi.readOnly on PVs whose claim asks for ReadOnlyMany only.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]

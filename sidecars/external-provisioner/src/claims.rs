@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use csi_client::csi::v1::{
     CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest, TopologyRequirement,
@@ -28,6 +28,7 @@ use crate::classify::{
 use crate::controller::{Context, event, read_secret};
 use crate::datasource::{DataSource, clone_in_progress, clone_source};
 use crate::error::Error;
+use crate::node_deployment::{NodeCheck, NodeInfo, check_node, claim_delay, selected_node};
 use crate::provision::{ClaimDecision, ProvisionPlan, Skip, decide_claim};
 use crate::pv::{ResponseCheck, check_response};
 use crate::snapshot::{
@@ -138,6 +139,14 @@ pub(crate) async fn reconcile_claim(
             plan,
             record_intent,
         } => {
+            // Node mode: a claim not yet under way belongs to one node only.
+            if let (Some(node), true, Some(class)) = (&ctx.node, record_intent, class.as_deref()) {
+                match check_node(&pvc, class, node, ctx.node_immediate_binding) {
+                    NodeCheck::Provision => {}
+                    NodeCheck::Ignore => return Ok(Action::await_change()),
+                    NodeCheck::Claim => return become_owner(&ctx, &pvc, node).await,
+                }
+            }
             return provision_claim(&ctx, &pvc, &plan, record_intent).await;
         }
     };
@@ -337,6 +346,68 @@ async fn mutable_parameters(ctx: &Context, name: &str) -> Result<BTreeMap<String
         )));
     }
     Ok(class.parameters.unwrap_or_default())
+}
+
+/// Node mode: wait a jittered, growing delay (so the instances of all
+/// nodes do not write at once), give up if another node took the claim
+/// meanwhile, then take it by setting `volume.kubernetes.io/selected-node`
+/// to this node with an Update. A conflict means someone else wrote first:
+/// the next reconcile sees who.
+async fn become_owner(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    node: &NodeInfo,
+) -> Result<Action, Error> {
+    let uid = pvc.uid().unwrap_or_default();
+    let attempt = {
+        let mut attempts = ctx
+            .node_claim_attempts
+            .lock()
+            .map_err(|_| Error::Missing("claim attempt table poisoned".into()))?;
+        let a = attempts.entry(uid.clone()).or_insert(0);
+        *a += 1;
+        *a - 1
+    };
+    let (base, max) = ctx.node_claim_delays;
+    let delay = claim_delay(attempt, base, max, rand::random::<f64>());
+    let step = (base / 100).max(Duration::from_millis(10));
+    let ns = pvc.namespace().unwrap_or_default();
+    let key = ObjectRef::new(&pvc.name_any()).within(&ns);
+    let until = Instant::now() + delay;
+    while Instant::now() < until {
+        tokio::time::sleep(step.min(until.saturating_duration_since(Instant::now()))).await;
+        if ctx
+            .claims
+            .get(&key)
+            .is_some_and(|c| selected_node(&c).is_some())
+        {
+            return Ok(Action::await_change());
+        }
+    }
+    let current = ctx
+        .claims
+        .get(&key)
+        .map(|c| (*c).clone())
+        .unwrap_or_else(|| pvc.clone());
+    if selected_node(&current).is_some() {
+        return Ok(Action::await_change());
+    }
+    let mut mine = current;
+    mine.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(SELECTED_NODE.to_string(), node.name.clone());
+    match replace(ctx, &mine, "claim for this node").await {
+        Ok(_) => {
+            info!(claim = %claim_name(pvc), node = %node.name, "claimed for this node");
+            Ok(Action::await_change())
+        }
+        Err(Error::Kube {
+            source: kube::Error::Api(s),
+            ..
+        }) if s.code == 409 => Ok(Action::requeue(step)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Upstream's Reschedule: drop `volume.kubernetes.io/selected-node` (an

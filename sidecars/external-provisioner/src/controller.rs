@@ -68,6 +68,14 @@ pub struct Context {
     pub csinodes: Option<Store<CSINode>>,
     /// Per-claim accessibility requirements, so retries send the same ones.
     pub topology_cache: TopologyCache,
+    /// `--node-deployment`: this instance's node.
+    pub node: Option<crate::node_deployment::NodeInfo>,
+    /// `--node-deployment-immediate-binding`.
+    pub node_immediate_binding: bool,
+    /// `--node-deployment-base-delay` and `--node-deployment-max-delay`.
+    pub node_claim_delays: (std::time::Duration, std::time::Duration),
+    /// Claim attempts per claim UID, for the growing claim delay.
+    pub node_claim_attempts: Mutex<std::collections::HashMap<String, u32>>,
     /// Wakes the CSIStorageCapacity loop after a provision or deletion.
     pub capacity_trigger: Option<Arc<tokio::sync::Notify>>,
     /// PVs whose wait for a detach was already announced with an event, so
@@ -103,6 +111,9 @@ pub struct RunOptions {
     /// The orphaned snapshot-finalizer sweep interval, when the driver can
     /// snapshot (0 disables it).
     pub snapshot_sweep: Option<std::time::Duration>,
+    /// `--node-deployment`: this node's Node and CSINode as NodeGetInfo
+    /// describes them, served from static caches instead of watches.
+    pub static_node: Option<(Node, CSINode)>,
 }
 
 /// The caches [`run`] fills and hands to the context.
@@ -138,8 +149,24 @@ pub async fn run(
         watch_topology,
         capacity,
         snapshot_sweep,
+        static_node,
     } = opts;
-    let (nodes, csinodes, topology_loop) = if watch_topology {
+    let (nodes, csinodes, topology_loop) = if let Some((node, csinode)) = static_node {
+        let (node_reader, mut node_writer) = reflector::store::<Node>();
+        let (csinode_reader, mut csinode_writer) = reflector::store::<CSINode>();
+        node_writer.apply_watcher_event(&watcher::Event::Init);
+        node_writer.apply_watcher_event(&watcher::Event::InitApply(node));
+        node_writer.apply_watcher_event(&watcher::Event::InitDone);
+        csinode_writer.apply_watcher_event(&watcher::Event::Init);
+        csinode_writer.apply_watcher_event(&watcher::Event::InitApply(csinode));
+        csinode_writer.apply_watcher_event(&watcher::Event::InitDone);
+        // The writers must live as long as the readers are used.
+        let keep = async move {
+            let _writers = (node_writer, csinode_writer);
+            futures::future::pending::<()>().await
+        };
+        (Some(node_reader), Some(csinode_reader), keep.boxed())
+    } else if watch_topology {
         let (node_reader, node_writer) = reflector::store::<Node>();
         let (csinode_reader, csinode_writer) = reflector::store::<CSINode>();
         let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
@@ -154,17 +181,9 @@ pub async fn run(
         .reflect(csinode_writer)
         .for_each(|_| futures::future::ready(()));
         let both = futures::future::join(node_stream, csinode_stream).map(|_| ());
-        (
-            Some(node_reader),
-            Some(csinode_reader),
-            futures::future::Either::Left(both),
-        )
+        (Some(node_reader), Some(csinode_reader), both.boxed())
     } else {
-        (
-            None,
-            None,
-            futures::future::Either::Right(futures::future::pending::<()>()),
-        )
+        (None, None, futures::future::pending::<()>().boxed())
     };
     let (classes, class_writer) = reflector::store::<StorageClass>();
     let class_stream = watcher(

@@ -53,6 +53,7 @@ pub mod error;
 pub mod features;
 pub mod metrics;
 pub mod names;
+pub mod node_deployment;
 pub mod parameters;
 pub mod provision;
 pub mod pv;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
+use csi_client::csi::v1::NodeGetInfoRequest;
 use csi_client::csi::v1::controller_service_capability::rpc::Type as ControllerRpc;
 use csi_client::csi::v1::plugin_capability::service::Type as PluginService;
 use csi_client::{ConnectOptions, Connection, CsiMetrics, LossPolicy, rpc};
@@ -12,6 +13,7 @@ use external_provisioner::controller::{self, Context};
 use external_provisioner::features::{self, FeatureGates};
 use external_provisioner::metrics::ProvisionerMetrics;
 use external_provisioner::names::lease_name;
+use external_provisioner::node_deployment::NodeInfo;
 use external_provisioner::provision::ProvisionConfig;
 use external_provisioner::{capacity, capacity_controller};
 use prometheus_client::registry::Registry;
@@ -109,6 +111,25 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         "csi-provisioner",
     )?;
     let metrics = ProvisionerMetrics::register(&mut registry);
+    let node = if args.node_deployment {
+        let name = std::env::var("NODE_NAME").unwrap_or_default();
+        let info = conn
+            .node_get_info(NodeGetInfoRequest::default())
+            .await
+            .context("NodeGetInfo (needed by --node-deployment)")?;
+        let segment = info
+            .accessible_topology
+            .map(|t| t.segments.into_iter().collect())
+            .unwrap_or_default();
+        info!(node = %name, node_id = %info.node_id, "node deployment: provisioning for this node only");
+        Some(NodeInfo {
+            name,
+            node_id: info.node_id,
+            segment,
+        })
+    } else {
+        None
+    };
     let capacity = if args.enable_capacity {
         if !controller_caps.has(ControllerRpc::GetCapacity) {
             // Upstream never checks; say it once instead of failing every poll.
@@ -140,7 +161,7 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
             cfg: capacity_controller::CapacityConfig {
                 driver: driver.clone(),
                 namespace,
-                managed_by: capacity::managed_by(None),
+                managed_by: capacity::managed_by(node.as_ref().map(|n| n.name.as_str())),
                 owner,
                 for_immediate_binding: args.capacity_for_immediate_binding,
                 poll_interval: args.capacity_poll_interval,
@@ -152,7 +173,13 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         None
     };
     let capacity_trigger = capacity.as_ref().map(|c| c.trigger.clone());
-    let watch_nodes = topology || capacity.is_some();
+    let wants_nodes = topology || capacity.is_some();
+    // Node mode serves this node's Node/CSINode from NodeGetInfo, as upstream.
+    let static_node = node
+        .as_ref()
+        .filter(|_| wants_nodes)
+        .map(|n| n.fake_objects(&driver));
+    let watch_nodes = wants_nodes && static_node.is_none();
     // As upstream: the sweep needs the driver's snapshot capability.
     let snapshot_sweep = controller_caps
         .has(ControllerRpc::CreateDeleteSnapshot)
@@ -192,7 +219,10 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
-    let identity = format!("{millis}-{}-{driver}", rand::rng().random_range(0..10000));
+    let mut identity = format!("{millis}-{}-{driver}", rand::rng().random_range(0..10000));
+    if let Some(n) = &node {
+        identity = format!("{identity}-{}", n.name);
+    }
     let component = format!(
         "{driver}_{}_{}",
         sidecar_runtime::hostname(),
@@ -247,6 +277,13 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
                     csinodes: caches.csinodes,
                     topology_cache: Default::default(),
                     capacity_trigger,
+                    node_immediate_binding: args.node_deployment_immediate_binding,
+                    node_claim_delays: (
+                        args.node_deployment_base_delay,
+                        args.node_deployment_max_delay,
+                    ),
+                    node_claim_attempts: Default::default(),
+                    node,
                 },
                 controller::RunOptions {
                     workers,
@@ -254,6 +291,7 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
                     watch_topology: watch_nodes,
                     capacity,
                     snapshot_sweep,
+                    static_node,
                 },
                 shutdown::signal(),
             )

@@ -119,6 +119,14 @@ pub(crate) async fn reconcile_volume(
             // requeue is only a safety net.
             return Ok(Action::requeue(ctx.slow_retry));
         }
+        VolumeAction::Delete { .. }
+            if ctx
+                .node
+                .as_ref()
+                .is_some_and(|n| !crate::node_deployment::volume_is_local(&pv, &n.segment)) =>
+        {
+            // Node mode: another node's instance owns this volume.
+        }
         VolumeAction::Delete { volume_id, secret } => {
             if let Ok(mut w) = ctx.detach_waits.lock() {
                 w.remove(&pv.name_any());
