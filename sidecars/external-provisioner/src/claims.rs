@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use csi_client::csi::v1::{
-    CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest, TopologyRequirement,
-    VolumeContentSource,
+    CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest, GetCapacityRequest, Topology,
+    TopologyRequirement, VolumeContentSource,
 };
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::VolumeAttributesClass;
@@ -144,7 +144,7 @@ pub(crate) async fn reconcile_claim(
                 match check_node(&pvc, class, node, ctx.node_immediate_binding) {
                     NodeCheck::Provision => {}
                     NodeCheck::Ignore => return Ok(Action::await_change()),
-                    NodeCheck::Claim => return become_owner(&ctx, &pvc, node).await,
+                    NodeCheck::Claim => return become_owner(&ctx, &pvc, node, &plan).await,
                 }
             }
             return provision_claim(&ctx, &pvc, &plan, record_intent).await;
@@ -357,6 +357,7 @@ async fn become_owner(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
     node: &NodeInfo,
+    plan: &ProvisionPlan,
 ) -> Result<Action, Error> {
     let uid = pvc.uid().unwrap_or_default();
     let attempt = {
@@ -391,6 +392,22 @@ async fn become_owner(
         .unwrap_or_else(|| pvc.clone());
     if selected_node(&current).is_some() {
         return Ok(Action::await_change());
+    }
+    // As upstream: only claim what this node has room for; a failing
+    // GetCapacity does not stop the claim.
+    let request = GetCapacityRequest {
+        parameters: plan.request.parameters.clone(),
+        volume_capabilities: plan.request.volume_capabilities.clone(),
+        accessible_topology: (!node.segment.is_empty()).then(|| Topology {
+            segments: node.segment.clone().into_iter().collect(),
+        }),
+        ..Default::default()
+    };
+    if let Ok(resp) = ctx.csi.get_capacity(request).await
+        && resp.available_capacity < plan.requested_bytes
+    {
+        debug!(claim = %claim_name(pvc), available = resp.available_capacity, "not enough capacity on this node to claim it");
+        return Ok(Action::requeue(max));
     }
     let mut mine = current;
     mine.metadata
