@@ -7,10 +7,6 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use sidecar_runtime::flags::{CommonArgs, LoggingArgs, RetryArgs, parse_go_duration};
 
-/// Marks flags that are accepted with upstream's default but whose behaviour
-/// is not implemented yet.
-const LATER: &str = "[accepted; behaviour not implemented yet in this release]";
-
 /// All csi-provisioner flags.
 #[derive(Debug, Parser)]
 #[command(name = "csi-provisioner", disable_version_flag = true)]
@@ -70,7 +66,7 @@ pub struct ProvisionerArgs {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool)]
     pub extra_create_metadata: bool,
     /// Serve /debug/pprof on the HTTP endpoint.
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = format!("Serve profiling endpoints {LATER}"))]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true", value_parser = sidecar_runtime::flags::parse_go_bool, help = "Serve profiling endpoints [accepted; no effect: Go's pprof has no counterpart here]")]
     pub enable_pprof: bool,
     /// fsType used when the StorageClass names none.
     #[arg(long, default_value = "")]
