@@ -401,7 +401,6 @@ async fn become_owner(
         accessible_topology: (!node.segment.is_empty()).then(|| Topology {
             segments: node.segment.clone().into_iter().collect(),
         }),
-        ..Default::default()
     };
     if let Ok(resp) = ctx.csi.get_capacity(request).await
         && resp.available_capacity < plan.requested_bytes
