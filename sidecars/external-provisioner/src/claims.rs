@@ -177,43 +177,19 @@ async fn provision_claim(
     let content_source = match content_source(ctx, pvc, plan).await {
         Ok(cs) => cs,
         Err(e) => {
-            ctx.metrics.provision_failed(&class_name, &source_label);
-            event(
-                ctx,
-                &claim_ref(pvc),
-                EventType::Warning,
-                "ProvisioningFailed",
-                &e.to_string(),
-            )
-            .await;
+            report_failure(ctx, pvc, &class_name, &source_label, &e.to_string()).await;
             return Err(e);
         }
     };
     let requirements = match topology_requirements(ctx, pvc, plan) {
         Ok(r) => r,
         Err(e) if e.is_reschedule() => {
-            ctx.metrics.provision_failed(&class_name, &source_label);
-            event(
-                ctx,
-                &claim_ref(pvc),
-                EventType::Warning,
-                "ProvisioningFailed",
-                &e.to_string(),
-            )
-            .await;
+            report_failure(ctx, pvc, &class_name, &source_label, &e.to_string()).await;
             reschedule(ctx, pvc).await?;
             return Ok(Action::await_change());
         }
         Err(e) => {
-            ctx.metrics.provision_failed(&class_name, &source_label);
-            event(
-                ctx,
-                &claim_ref(pvc),
-                EventType::Warning,
-                "ProvisioningFailed",
-                &e.to_string(),
-            )
-            .await;
+            report_failure(ctx, pvc, &class_name, &source_label, &e.to_string()).await;
             return Err(e.into());
         }
     };
@@ -443,6 +419,25 @@ fn has_selected_node(pvc: &PersistentVolumeClaim) -> bool {
         .annotations
         .as_ref()
         .is_some_and(|a| a.get(SELECTED_NODE).is_some_and(|n| !n.is_empty()))
+}
+
+/// A failed attempt: the metric and upstream's Warning event.
+async fn report_failure(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    class: &str,
+    source: &str,
+    message: &str,
+) {
+    ctx.metrics.provision_failed(class, source);
+    event(
+        ctx,
+        &claim_ref(pvc),
+        EventType::Warning,
+        "ProvisioningFailed",
+        message,
+    )
+    .await;
 }
 
 /// The CSI content source for a clone or a restore, after checking the

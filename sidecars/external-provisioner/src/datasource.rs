@@ -83,17 +83,6 @@ pub fn data_source(pvc: &PersistentVolumeClaim) -> Result<DataSource, Error> {
     }
 }
 
-fn requested_bytes(pvc: &PersistentVolumeClaim) -> Result<i64, Error> {
-    let q = pvc
-        .spec
-        .as_ref()
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-        .ok_or_else(|| Error::InvalidClaim("claim has no storage request".into()))?;
-    quantity::to_bytes(&q.0)
-}
-
 /// Checks that `source` (the claim named by a clone request, from the cache)
 /// can be cloned for `pvc` now, and returns the CSI content source.
 ///
@@ -133,7 +122,10 @@ pub fn clone_source(
     if class(pvc).is_none() || class(source).is_none() {
         return Err(not_ready("both claims must name a StorageClass".into()));
     }
-    let (want, have) = (requested_bytes(pvc)?, requested_bytes(source)?);
+    let (want, have) = (
+        quantity::claim_request_bytes(pvc)?,
+        quantity::claim_request_bytes(source)?,
+    );
     if want < have {
         return Err(not_ready(format!(
             "the new claim requests {want} bytes, less than the source's {have}"

@@ -298,13 +298,7 @@ fn plan(
     }
     let params = class.parameters.clone().unwrap_or_default();
     let fs_type = fs_type(&params, &cfg.default_fstype)?;
-    let requested = spec
-        .resources
-        .as_ref()
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-        .ok_or_else(|| Error::InvalidClaim("claim has no storage request".into()))?;
-    let requested_bytes = quantity::to_bytes(&requested.0)?;
+    let requested_bytes = quantity::claim_request_bytes(pvc)?;
     let block = spec.volume_mode.as_deref() == Some("Block");
     let access_modes = spec.access_modes.clone().unwrap_or_default();
     let mount_options = class.mount_options.clone().unwrap_or_default();

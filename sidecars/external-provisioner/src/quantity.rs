@@ -70,6 +70,23 @@ pub fn to_bytes(q: &str) -> Result<i64, Error> {
     i64::try_from(bytes).map_err(|_| bad())
 }
 
+/// The claim's `spec.resources.requests.storage` in bytes.
+///
+/// Errors: [`Error::InvalidClaim`] (final) when it is missing or not a
+/// quantity.
+pub fn claim_request_bytes(
+    pvc: &k8s_openapi::api::core::v1::PersistentVolumeClaim,
+) -> Result<i64, Error> {
+    let q = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .ok_or_else(|| Error::InvalidClaim("claim has no storage request".into()))?;
+    to_bytes(&q.0)
+}
+
 /// Formats a byte count the way `resource.NewQuantity(bytes, BinarySI)`
 /// prints it: the largest binary suffix that divides it exactly
 /// (`1073741824` → `"1Gi"`, `1536 MiB` → `"1536Mi"`), else plain bytes.

@@ -355,17 +355,6 @@ fn claim_volume_mode(pvc: &PersistentVolumeClaim) -> &str {
         .unwrap_or("Filesystem")
 }
 
-fn requested_bytes(pvc: &PersistentVolumeClaim) -> Result<i64, Error> {
-    let q = pvc
-        .spec
-        .as_ref()
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-        .ok_or_else(|| Error::InvalidClaim("claim has no storage request".into()))?;
-    quantity::to_bytes(&q.0)
-}
-
 /// Checks that `snapshot` (GET by the claim's data source) can be restored
 /// into `pvc` now, and returns the CSI content source
 /// `{snapshot: {snapshot_id: <content status.snapshotHandle>}}`.
@@ -468,7 +457,7 @@ pub fn snapshot_source(
         (None, bytes) => bytes,
     };
     if let Some(min) = restore_size {
-        let want = requested_bytes(pvc)?;
+        let want = quantity::claim_request_bytes(pvc)?;
         if want < min {
             return Err(not_ready(format!(
                 "the claim requests {want} bytes, less than the snapshot's restore size {min}"

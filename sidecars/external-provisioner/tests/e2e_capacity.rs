@@ -20,12 +20,21 @@ const KEY: &str = "topology.hostpath.csi/node";
 async fn capacity_of(
     api: &Api<CSIStorageCapacity>,
     class: &str,
+    node: &str,
 ) -> anyhow::Result<Option<(String, i64)>> {
     let list = api
         .list(&ListParams::default().labels(&format!("csi.storage.k8s.io/drivername={DRIVER}")))
         .await?;
     for c in list.items {
+        let on_node = c
+            .node_topology
+            .as_ref()
+            .and_then(|t| t.match_labels.as_ref())
+            .and_then(|l| l.get(KEY))
+            .map(String::as_str)
+            == Some(node);
         if c.storage_class_name == class
+            && on_node
             && let Some(q) = c.capacity.as_ref()
         {
             let bytes = external_provisioner::quantity::to_bytes(&q.0)?;
@@ -85,7 +94,7 @@ async fn capacity_objects_follow_the_driver() -> anyhow::Result<()> {
             // The poll interval is a minute: the first object comes from the
             // start-up sync or the class appearing in the cache.
             let (name, before) = poll("a CSIStorageCapacity for the class", WAIT, || async {
-                Ok(capacity_of(&capacities, &class)
+                Ok(capacity_of(&capacities, &class, &node)
                     .await?
                     .filter(|(_, b)| *b == 10 * GIB))
             })
@@ -143,7 +152,7 @@ async fn capacity_objects_follow_the_driver() -> anyhow::Result<()> {
                 "capacity reduced after provisioning",
                 std::time::Duration::from_secs(30),
                 || async {
-                    Ok(capacity_of(&capacities, &class)
+                    Ok(capacity_of(&capacities, &class, &node)
                         .await?
                         .map(|(_, b)| b)
                         .filter(|b| *b < before))

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use common::{
     WAIT, claim, connect, poll, setup, spawn_provisioner, storage_class, volumes_of_namespace,
+    wait_bound,
 };
 use csi_client::csi::v1::ListVolumesRequest;
 use csi_client::csi::v1::volume_content_source::Type as SourceType;
@@ -31,15 +32,6 @@ fn clone_of(name: &str, source: &str, class: &str) -> PersistentVolumeClaim {
         });
     }
     c
-}
-
-async fn bound_volume(pvcs: &Api<PersistentVolumeClaim>, name: &str) -> anyhow::Result<String> {
-    poll(&format!("claim {name} Bound"), WAIT, || async {
-        let c = pvcs.get(name).await?;
-        let bound = c.status.and_then(|s| s.phase).as_deref() == Some("Bound");
-        Ok(c.spec.and_then(|s| s.volume_name).filter(|_| bound))
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +59,7 @@ async fn clones_a_claim_and_protects_its_source() -> anyhow::Result<()> {
 
             pvcs.create(&PostParams::default(), &claim("source", &class))
                 .await?;
-            let source_pv = bound_volume(&pvcs, "source").await?;
+            let source_pv = wait_bound(&pvcs, "source").await?;
             let source_handle = pvs
                 .get(&source_pv)
                 .await?
@@ -99,7 +91,7 @@ async fn clones_a_claim_and_protects_its_source() -> anyhow::Result<()> {
 
             pvcs.create(&PostParams::default(), &clone_of("copy", "source", &class))
                 .await?;
-            let copy_pv = bound_volume(&pvcs, "copy").await?;
+            let copy_pv = wait_bound(&pvcs, "copy").await?;
             let copy_handle = pvs
                 .get(&copy_pv)
                 .await?

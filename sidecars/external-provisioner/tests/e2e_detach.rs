@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, ensure};
 use common::{
     DRIVER, WAIT, claim, connect, driver_volumes, poll, setup_with, spawn_provisioner,
-    storage_class,
+    storage_class, wait_bound,
 };
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::{
@@ -36,11 +36,7 @@ async fn deletion_waits_quietly_for_detach() -> anyhow::Result<()> {
         classes.create(&PostParams::default(), &storage_class(&class, &[])).await?;
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), &ns);
         pvcs.create(&PostParams::default(), &claim("data", &class)).await?;
-        let pv_name = poll("claim Bound", WAIT, || async {
-            let c = pvcs.get("data").await?;
-            Ok(c.spec.and_then(|s| s.volume_name).filter(|_| c.status.and_then(|s| s.phase).as_deref() == Some("Bound")))
-        })
-        .await?;
+        let pv_name = wait_bound(&pvcs, "data").await?;
 
         // What the attach-detach controller would create for a pod on the node.
         let va_name = format!("csi-e2e-{}", setup.suffix);

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, ensure};
-use common::{DRIVER, WAIT, claim, connect, poll, setup_with, storage_class, volumes_of_namespace};
+use common::{DRIVER, WAIT, claim, connect, delete_claims, poll, setup_with, storage_class};
 use csi_client::Connection;
 use csi_client::csi::v1::ListVolumesRequest;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
@@ -174,15 +174,7 @@ async fn each_node_provisions_its_own_volumes() -> anyhow::Result<()> {
                 on_b.len()
             );
 
-            pvcs.delete_collection(&DeleteParams::default(), &ListParams::default())
-                .await?;
-            poll("PVs of the test gone", WAIT, || async {
-                Ok(volumes_of_namespace(&pvs, &ns)
-                    .await?
-                    .is_empty()
-                    .then_some(()))
-            })
-            .await?;
+            delete_claims(&pvcs, &pvs, &ns).await?;
             ensure!(
                 volume_names(&conn_a).await?.is_empty() && volume_names(&conn_b).await?.is_empty(),
                 "driver volumes left"

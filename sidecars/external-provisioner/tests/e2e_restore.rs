@@ -10,8 +10,8 @@ mod common;
 
 use anyhow::{Context as _, ensure};
 use common::{
-    DRIVER, WAIT, claim, connect, poll, setup, spawn_provisioner, storage_class,
-    volumes_of_namespace,
+    DRIVER, WAIT, claim, connect, delete_claims, poll, setup, spawn_provisioner, storage_class,
+    wait_bound,
 };
 use csi_client::csi::v1::{CreateSnapshotRequest, DeleteSnapshotRequest, ListVolumesRequest};
 use external_provisioner::snapshot::{
@@ -127,21 +127,10 @@ async fn restores_from_a_snapshot() -> anyhow::Result<()> {
                 .await?;
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), &ns);
             let pvs: Api<PersistentVolume> = Api::all(admin.clone());
-            let bound = |name: &'static str| {
-                let pvcs = pvcs.clone();
-                async move {
-                    poll(&format!("{name} Bound"), WAIT, || async {
-                        let c = pvcs.get(name).await?;
-                        let ok = c.status.and_then(|s| s.phase).as_deref() == Some("Bound");
-                        Ok(c.spec.and_then(|s| s.volume_name).filter(|_| ok))
-                    })
-                    .await
-                }
-            };
 
             pvcs.create(&PostParams::default(), &claim("source", &class))
                 .await?;
-            let source_pv = bound("source").await?;
+            let source_pv = wait_bound(&pvcs, "source").await?;
             let handle = pvs
                 .get(&source_pv)
                 .await?
@@ -168,7 +157,7 @@ async fn restores_from_a_snapshot() -> anyhow::Result<()> {
                 &restore_of("restored", "snap", &class),
             )
             .await?;
-            let restored_pv = bound("restored").await?;
+            let restored_pv = wait_bound(&pvcs, "restored").await?;
             ensure!(restored_pv != source_pv);
             let log = std::fs::read_to_string(provisioner.log_path())?;
             let wanted = format!(
@@ -230,15 +219,7 @@ async fn restores_from_a_snapshot() -> anyhow::Result<()> {
                 "mode-converting restore was provisioned"
             );
 
-            pvcs.delete_collection(&DeleteParams::default(), &ListParams::default())
-                .await?;
-            poll("PVs of the test gone", WAIT, || async {
-                Ok(volumes_of_namespace(&pvs, &ns)
-                    .await?
-                    .is_empty()
-                    .then_some(()))
-            })
-            .await?;
+            delete_claims(&pvcs, &pvs, &ns).await?;
             ensure!(
                 conn.list_volumes(ListVolumesRequest::default())
                     .await?

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use common::{
-    DRIVER, WAIT, claim, poll, setup_with, spawn_provisioner, storage_class, volumes_of_namespace,
+    DRIVER, claim, delete_claims, setup_with, spawn_provisioner, storage_class, wait_bound,
 };
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use testbed::{DriverOptions, Testbed, TestbedOptions};
 
 /// The segment the CSI test driver service reports for every volume.
@@ -79,12 +79,7 @@ async fn topology_follows_the_selected_node() -> anyhow::Result<()> {
                 .await?;
 
             for name in ["placed", "immediate"] {
-                let pv_name = poll(&format!("{name} Bound"), WAIT, || async {
-                    let c = pvcs.get(name).await?;
-                    let bound = c.status.and_then(|s| s.phase).as_deref() == Some("Bound");
-                    Ok(c.spec.and_then(|s| s.volume_name).filter(|_| bound))
-                })
-                .await?;
+                let pv_name = wait_bound(&pvcs, name).await?;
                 let pv = pvs.get(&pv_name).await?;
                 let terms = pv
                     .spec
@@ -119,15 +114,7 @@ async fn topology_follows_the_selected_node() -> anyhow::Result<()> {
                 "no CreateVolume request with requisite {segment} in the provisioner log"
             );
 
-            pvcs.delete_collection(&DeleteParams::default(), &ListParams::default())
-                .await?;
-            poll("PVs of the test gone", WAIT, || async {
-                Ok(volumes_of_namespace(&pvs, &ns)
-                    .await?
-                    .is_empty()
-                    .then_some(()))
-            })
-            .await?;
+            delete_claims(&pvcs, &pvs, &ns).await?;
             Api::<CSINode>::all(admin.clone())
                 .delete(&node, &DeleteParams::default())
                 .await?;

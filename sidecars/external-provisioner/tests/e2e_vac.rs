@@ -4,14 +4,12 @@
 mod common;
 
 use anyhow::{Context as _, ensure};
-use common::{
-    DRIVER, WAIT, claim, poll, setup, spawn_provisioner, storage_class, volumes_of_namespace,
-};
+use common::{DRIVER, claim, delete_claims, setup, spawn_provisioner, storage_class, wait_bound};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttributesClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use testbed::{Testbed, TestbedOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,12 +57,7 @@ async fn volume_attributes_class_parameters_reach_the_driver() -> anyhow::Result
                 .volume_attributes_class_name = Some(vac_name.clone());
             pvcs.create(&PostParams::default(), &c).await?;
 
-            let pv_name = poll("claim Bound", WAIT, || async {
-                let c = pvcs.get("tiered").await?;
-                let bound = c.status.and_then(|s| s.phase).as_deref() == Some("Bound");
-                Ok(c.spec.and_then(|s| s.volume_name).filter(|_| bound))
-            })
-            .await?;
+            let pv_name = wait_bound(&pvcs, "tiered").await?;
             let pvs: Api<PersistentVolume> = Api::all(admin.clone());
             let pv = pvs.get(&pv_name).await?;
             ensure!(
@@ -81,15 +74,7 @@ async fn volume_attributes_class_parameters_reach_the_driver() -> anyhow::Result
                 "no CreateVolume request with the class's mutable_parameters in the provisioner log"
             );
 
-            pvcs.delete_collection(&DeleteParams::default(), &ListParams::default())
-                .await?;
-            poll("PVs of the test gone", WAIT, || async {
-                Ok(volumes_of_namespace(&pvs, &ns)
-                    .await?
-                    .is_empty()
-                    .then_some(()))
-            })
-            .await?;
+            delete_claims(&pvcs, &pvs, &ns).await?;
             classes.delete(&class, &DeleteParams::default()).await?;
             // The protection finalizer goes once no claim uses the class.
             vacs.delete(&vac_name, &DeleteParams::default()).await?;

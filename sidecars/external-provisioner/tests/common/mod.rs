@@ -224,3 +224,31 @@ pub async fn volumes_of_namespace(
         })
         .collect())
 }
+
+/// Waits until claim `name` is Bound and returns its PV name.
+pub async fn wait_bound(pvcs: &Api<PersistentVolumeClaim>, name: &str) -> anyhow::Result<String> {
+    poll(&format!("claim {name} Bound"), WAIT, || async {
+        let c = pvcs.get(name).await?;
+        let bound = c.status.and_then(|s| s.phase).as_deref() == Some("Bound");
+        Ok(c.spec.and_then(|s| s.volume_name).filter(|_| bound))
+    })
+    .await
+}
+
+/// Deletes every claim in the namespace of `pvcs` and waits until no PV
+/// bound to that namespace is left.
+pub async fn delete_claims(
+    pvcs: &Api<PersistentVolumeClaim>,
+    pvs: &Api<PersistentVolume>,
+    ns: &str,
+) -> anyhow::Result<()> {
+    pvcs.delete_collection(&kube::api::DeleteParams::default(), &ListParams::default())
+        .await?;
+    poll("PVs of the test gone", WAIT, || async {
+        Ok(volumes_of_namespace(pvs, ns)
+            .await?
+            .is_empty()
+            .then_some(()))
+    })
+    .await
+}
