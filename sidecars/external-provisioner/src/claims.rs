@@ -128,19 +128,33 @@ pub(crate) async fn reconcile_claim(
             Action::await_change()
         }
         ClaimDecision::ReleaseIntent => {
-            release_intent(&ctx, &pvc).await?;
+            let mine = ctx
+                .node
+                .as_ref()
+                .is_none_or(|n| selected_node(&pvc) == Some(n.name.as_str()));
+            if mine {
+                release_intent(&ctx, &pvc).await?;
+            }
             Action::await_change()
         }
         ClaimDecision::Undo(plan) => {
-            undo(&ctx, &pvc, &plan).await?;
+            // Node mode: only the node whose driver holds the volume undoes it.
+            let mine = ctx
+                .node
+                .as_ref()
+                .is_none_or(|n| selected_node(&pvc) == Some(n.name.as_str()));
+            if mine {
+                undo(&ctx, &pvc, &plan).await?;
+            }
             Action::await_change()
         }
         ClaimDecision::Provision {
             plan,
             record_intent,
         } => {
-            // Node mode: a claim not yet under way belongs to one node only.
-            if let (Some(node), true, Some(class)) = (&ctx.node, record_intent, class.as_deref()) {
+            // Node mode: every attempt, first or resumed, belongs to one
+            // node only; another node's instance must not touch it.
+            if let (Some(node), Some(class)) = (&ctx.node, class.as_deref()) {
                 match check_node(&pvc, class, node, ctx.node_immediate_binding) {
                     NodeCheck::Provision => {}
                     NodeCheck::Ignore => return Ok(Action::await_change()),
