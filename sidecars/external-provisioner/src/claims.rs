@@ -69,6 +69,7 @@ pub(crate) async fn reconcile_claim(
     pvc: Arc<PersistentVolumeClaim>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let _work = ctx.queue_metrics.start("claims");
     let key = claim_key(&pvc);
     if pvc.metadata.deletion_timestamp.is_some()
         && pvc.finalizers().iter().any(|f| f == CLONE_FINALIZER)
@@ -723,6 +724,7 @@ pub(crate) fn claim_error_policy(
     err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
+    ctx.queue_metrics.retry("claims");
     let delay = ctx.backoff.next_delay(&claim_key(&pvc));
     warn!(claim = %claim_name(&pvc), error = %err, retry_in = ?delay, "provisioning failed");
     Action::requeue(delay)

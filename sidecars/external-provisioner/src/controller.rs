@@ -49,6 +49,8 @@ pub struct Context {
     pub backoff: PerObjectBackoff<String>,
     /// Outcome metrics.
     pub metrics: ProvisionerMetrics,
+    /// `workqueue_*` metrics of the `claims` and `volumes` queues.
+    pub queue_metrics: crate::workqueue::QueueMetrics,
     /// Delay before retrying an infeasible (InvalidArgument) claim:
     /// `--retry-interval-max`, as upstream's slow set.
     pub slow_retry: std::time::Duration,
@@ -266,6 +268,14 @@ pub async fn run(
         ),
         _ => futures::future::Either::Right(futures::future::pending::<()>()),
     };
+    // The in-progress gauges age between events.
+    let queue_metrics = ctx.queue_metrics.clone();
+    let gauge_loop = async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            queue_metrics.refresh();
+        }
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -320,6 +330,7 @@ pub async fn run(
         _ = topology_loop => {},
         _ = capacity_loop => {},
         _ = sweep_loop => {},
+        _ = gauge_loop => {},
         _ = futures::future::join(volume_loop, claim_loop) => {},
     }
 }

@@ -63,5 +63,6 @@ pub mod snapshot;
 pub mod snapshot_sweep;
 pub mod topology;
 mod volumes;
+pub mod workqueue;
 
 pub use error::Error;

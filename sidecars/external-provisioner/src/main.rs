@@ -111,6 +111,7 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         "csi-provisioner",
     )?;
     let metrics = ProvisionerMetrics::register(&mut registry);
+    let queue_metrics = external_provisioner::workqueue::QueueMetrics::register(&mut registry);
     let node = if args.node_deployment {
         let name = std::env::var("NODE_NAME").unwrap_or_default();
         let info = conn
@@ -267,6 +268,7 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
                     recorder,
                     backoff,
                     metrics,
+                    queue_metrics,
                     slow_retry,
                     classes: caches.classes,
                     volumes: caches.volumes,

@@ -59,6 +59,7 @@ pub(crate) async fn reconcile_volume(
     pv: Arc<PersistentVolume>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let _work = ctx.queue_metrics.start("volumes");
     let class_name = pv
         .spec
         .as_ref()
@@ -223,6 +224,7 @@ pub(crate) fn volume_error_policy(
     err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
+    ctx.queue_metrics.retry("volumes");
     let delay = ctx.backoff.next_delay(&volume_key(&pv));
     warn!(pv = %pv.name_any(), error = %err, retry_in = ?delay, "volume reconcile failed");
     Action::requeue(delay)

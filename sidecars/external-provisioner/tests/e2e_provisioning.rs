@@ -124,6 +124,7 @@ async fn provisions_and_deletes_real_volumes() -> anyhow::Result<()> {
         let metrics = http_get(port, "/metrics").await?;
         ensure!(metrics.contains("csi_sidecar_operations_seconds_bucket") && metrics.contains("/csi.v1.Controller/CreateVolume"), "metrics lack the CreateVolume histogram");
         ensure!(metrics.contains("controller_persistentvolumeclaim_provision_total"), "metrics lack the provision counter");
+        ensure!(metrics.contains("workqueue_adds_total{name=\"claims\"}"), "metrics lack the claims work queue");
 
         // Delete every claim: every PV and every driver volume must go.
         let started = Instant::now();
