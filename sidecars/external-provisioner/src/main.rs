@@ -112,6 +112,7 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
     )?;
     let metrics = ProvisionerMetrics::register(&mut registry);
     let queue_metrics = external_provisioner::workqueue::QueueMetrics::register(&mut registry);
+    sidecar_runtime::process_metrics::register(&mut registry);
     let node = if args.node_deployment {
         let name = std::env::var("NODE_NAME").unwrap_or_default();
         let info = conn

@@ -125,6 +125,7 @@ async fn provisions_and_deletes_real_volumes() -> anyhow::Result<()> {
         ensure!(metrics.contains("csi_sidecar_operations_seconds_bucket") && metrics.contains("/csi.v1.Controller/CreateVolume"), "metrics lack the CreateVolume histogram");
         ensure!(metrics.contains("controller_persistentvolumeclaim_provision_total"), "metrics lack the provision counter");
         ensure!(metrics.contains("workqueue_adds_total{name=\"claims\"}"), "metrics lack the claims work queue");
+        ensure!(metrics.contains("process_resident_memory_bytes"), "metrics lack process_* figures");
 
         // Delete every claim: every PV and every driver volume must go.
         let started = Instant::now();

@@ -23,6 +23,7 @@ pub mod http;
 pub mod kube_client;
 pub mod leader;
 pub mod logging;
+pub mod process_metrics;
 pub mod shutdown;
 #[cfg(test)]
 mod test_api;
