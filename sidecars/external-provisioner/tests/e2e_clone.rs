@@ -8,19 +8,13 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use common::{
-    WAIT, claim, connect, poll, setup, spawn_provisioner, storage_class, volumes_of_namespace,
-    wait_bound,
-};
+use common::{DRIVER, WAIT, claim, connect, poll, scenario, wait_bound};
 use csi_client::csi::v1::ListVolumesRequest;
 use csi_client::csi::v1::volume_content_source::Type as SourceType;
-use k8s_openapi::api::core::v1::{
-    Event, PersistentVolume, PersistentVolumeClaim, TypedLocalObjectReference,
-};
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, TypedLocalObjectReference};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
-use testbed::{Testbed, TestbedOptions};
+use testbed::{DriverOptions, Testbed, TestbedOptions};
 
 fn clone_of(name: &str, source: &str, class: &str) -> PersistentVolumeClaim {
     let mut c = claim(name, class);
@@ -40,33 +34,12 @@ async fn clones_a_claim_and_protects_its_source() -> anyhow::Result<()> {
         TestbedOptions::default(),
         async |tb: &Testbed| -> anyhow::Result<()> {
             let admin = tb.admin_client();
-            let setup = setup(tb, "e2e-clone").await?;
-            let ns = setup.ns.clone();
-            let provisioner = spawn_provisioner(
-                tb,
-                &setup,
-                "csi-provisioner",
-                setup.driver.socket_path(),
-                &[],
-            )?;
-            let class = format!("e2e-clone-{}", setup.suffix);
-            let classes: Api<StorageClass> = Api::all(admin.clone());
-            classes
-                .create(&PostParams::default(), &storage_class(&class, &[]))
-                .await?;
-            let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), &ns);
-            let pvs: Api<PersistentVolume> = Api::all(admin.clone());
-
+            let s = scenario(tb, "e2e-clone", DriverOptions::named(DRIVER), |_| {}).await?;
+            let (ns, class, pvcs) = (s.setup.ns.clone(), s.class.clone(), s.pvcs.clone());
             pvcs.create(&PostParams::default(), &claim("source", &class))
                 .await?;
             let source_pv = wait_bound(&pvcs, "source").await?;
-            let source_handle = pvs
-                .get(&source_pv)
-                .await?
-                .spec
-                .and_then(|s| s.csi)
-                .map(|c| c.volume_handle)
-                .context("source PV without CSI")?;
+            let source_handle = s.handle(&source_pv).await?;
 
             // A clone of a claim that does not exist: a ProvisioningFailed event, no PV.
             pvcs.create(
@@ -92,19 +65,13 @@ async fn clones_a_claim_and_protects_its_source() -> anyhow::Result<()> {
             pvcs.create(&PostParams::default(), &clone_of("copy", "source", &class))
                 .await?;
             let copy_pv = wait_bound(&pvcs, "copy").await?;
-            let copy_handle = pvs
-                .get(&copy_pv)
-                .await?
-                .spec
-                .and_then(|s| s.csi)
-                .map(|c| c.volume_handle)
-                .context("clone PV without CSI")?;
+            let copy_handle = s.handle(&copy_pv).await?;
             ensure!(
                 copy_handle != source_handle,
                 "the clone reuses the source volume"
             );
 
-            let conn = connect(setup.driver.socket_path()).await?;
+            let conn = connect(s.setup.driver.socket_path()).await?;
             let listed = conn.list_volumes(ListVolumesRequest::default()).await?;
             let copy = listed
                 .entries
@@ -120,7 +87,7 @@ async fn clones_a_claim_and_protects_its_source() -> anyhow::Result<()> {
                 matches!(from, Some(SourceType::Volume(_))),
                 "clone made without a volume content source: {from:?}"
             );
-            let log = std::fs::read_to_string(provisioner.log_path())?;
+            let log = std::fs::read_to_string(s.provisioner.log_path())?;
             let wanted = format!(
                 "\"volume_content_source\":{{\"volume\":{{\"volume_id\":\"{source_handle}\"}}}}"
             );
@@ -146,15 +113,8 @@ async fn clones_a_claim_and_protects_its_source() -> anyhow::Result<()> {
             })
             .await?;
 
-            pvcs.delete_collection(&DeleteParams::default(), &ListParams::default())
-                .await?;
-            poll("every PV of the test gone", WAIT, || async {
-                Ok(volumes_of_namespace(&pvs, &ns)
-                    .await?
-                    .is_empty()
-                    .then_some(()))
-            })
-            .await?;
+            drop(pvcs);
+            s.finish().await?;
             ensure!(
                 conn.list_volumes(ListVolumesRequest::default())
                     .await?
@@ -162,12 +122,6 @@ async fn clones_a_claim_and_protects_its_source() -> anyhow::Result<()> {
                     .is_empty(),
                 "driver volumes left"
             );
-            ensure!(
-                provisioner.is_running(),
-                "csi-provisioner exited: {}",
-                provisioner.log_tail(40)
-            );
-            classes.delete(&class, &DeleteParams::default()).await?;
             Ok(())
         },
     )

@@ -252,3 +252,79 @@ pub async fn delete_claims(
     })
     .await
 }
+
+/// The usual test shape: a namespace with the driver and RBAC, our (or
+/// `CSI_E2E_PROVISIONER_BIN`'s) provisioner running, one StorageClass, and
+/// the API handles the test needs.
+pub struct Scenario {
+    pub setup: Setup,
+    pub provisioner: ProcessHandle,
+    pub class: String,
+    pub classes: Api<StorageClass>,
+    pub pvcs: Api<PersistentVolumeClaim>,
+    pub pvs: Api<PersistentVolume>,
+}
+
+/// Starts a [`Scenario`]; `tune` may change the StorageClass before it is
+/// created (binding mode, parameters).
+pub async fn scenario(
+    tb: &Testbed,
+    prefix: &str,
+    driver: DriverOptions,
+    tune: impl FnOnce(&mut StorageClass),
+) -> anyhow::Result<Scenario> {
+    let admin = tb.admin_client();
+    let setup = setup_with(tb, prefix, driver).await?;
+    let provisioner = spawn_provisioner(
+        tb,
+        &setup,
+        "csi-provisioner",
+        setup.driver.socket_path(),
+        &[],
+    )?;
+    let class = format!("{prefix}-{}", setup.suffix);
+    let classes: Api<StorageClass> = Api::all(admin.clone());
+    let mut sc = storage_class(&class, &[]);
+    tune(&mut sc);
+    classes
+        .create(&kube::api::PostParams::default(), &sc)
+        .await?;
+    let pvcs = Api::namespaced(admin.clone(), &setup.ns);
+    let pvs = Api::all(admin);
+    Ok(Scenario {
+        setup,
+        provisioner,
+        class,
+        classes,
+        pvcs,
+        pvs,
+    })
+}
+
+impl Scenario {
+    /// The CSI volume handle of PV `name`.
+    pub async fn handle(&self, pv_name: &str) -> anyhow::Result<String> {
+        self.pvs
+            .get(pv_name)
+            .await?
+            .spec
+            .and_then(|s| s.csi)
+            .map(|c| c.volume_handle)
+            .context("PV without spec.csi")
+    }
+
+    /// Deletes the test's claims (waiting for their PVs to go) and class,
+    /// and checks the provisioner is still running.
+    pub async fn finish(&self) -> anyhow::Result<()> {
+        delete_claims(&self.pvcs, &self.pvs, &self.setup.ns).await?;
+        self.classes
+            .delete(&self.class, &kube::api::DeleteParams::default())
+            .await?;
+        anyhow::ensure!(
+            self.provisioner.is_running(),
+            "csi-provisioner exited: {}",
+            self.provisioner.log_tail(40)
+        );
+        Ok(())
+    }
+}
