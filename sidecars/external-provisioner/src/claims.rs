@@ -79,11 +79,10 @@ pub(crate) async fn reconcile_claim(
             // Upstream re-checks with backoff until the clones are done.
             return Ok(Action::requeue(ctx.backoff.next_delay(&key)));
         }
-        let mut updated = (*pvc).clone();
-        if let Some(f) = updated.metadata.finalizers.as_mut() {
-            f.retain(|x| x != CLONE_FINALIZER);
-        }
-        replace(&ctx, &updated, "release clone protection of").await?;
+        update_claim(&ctx, &pvc, "release clone protection of", |c| {
+            remove_finalizer(c, CLONE_FINALIZER)
+        })
+        .await?;
         ctx.backoff.reset(&key);
         return Ok(Action::await_change());
     }
@@ -399,34 +398,35 @@ async fn become_owner(
         debug!(claim = %claim_name(pvc), available = resp.available_capacity, "not enough capacity on this node to claim it");
         return Ok(Action::requeue(max));
     }
-    let mut mine = current;
-    mine.metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(SELECTED_NODE.to_string(), node.name.clone());
-    match replace(ctx, &mine, "claim for this node").await {
-        Ok(_) => {
-            info!(claim = %claim_name(pvc), node = %node.name, "claimed for this node");
-            Ok(Action::await_change())
+    // Re-checked on every conflict: another node may have claimed it.
+    let claimed = update_claim(ctx, &current, "claim for this node", |c| {
+        if selected_node(c).is_some() {
+            return false;
         }
-        Err(Error::Kube {
-            source: kube::Error::Api(s),
-            ..
-        }) if s.code == 409 => Ok(Action::requeue(step)),
-        Err(e) => Err(e),
+        c.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(SELECTED_NODE.to_string(), node.name.clone());
+        true
+    })
+    .await?;
+    if claimed.is_some() {
+        info!(claim = %claim_name(pvc), node = %node.name, "claimed for this node");
     }
+    Ok(Action::await_change())
 }
 
 /// Upstream's Reschedule: drop `volume.kubernetes.io/selected-node` (an
 /// Update, as upstream's RBAC allows) so the scheduler picks another node.
 async fn reschedule(ctx: &Context, pvc: &PersistentVolumeClaim) -> Result<(), Error> {
-    let mut updated = pvc.clone();
-    if let Some(a) = updated.metadata.annotations.as_mut() {
-        a.remove(SELECTED_NODE);
-    }
-    replace(ctx, &updated, "remove selected-node from")
-        .await
-        .map(|_| ())
+    update_claim(ctx, pvc, "remove selected-node from", |c| {
+        c.metadata
+            .annotations
+            .as_mut()
+            .is_some_and(|a| a.remove(SELECTED_NODE).is_some())
+    })
+    .await
+    .map(|_| ())
 }
 
 fn has_selected_node(pvc: &PersistentVolumeClaim) -> bool {
@@ -488,16 +488,11 @@ async fn clone_content(
         source_pv.as_deref(),
         &ctx.cfg.driver_name,
     )?;
-    if let Some(source) = source
-        && !source.finalizers().iter().any(|f| f == CLONE_FINALIZER)
-    {
-        let mut protected = (*source).clone();
-        protected
-            .metadata
-            .finalizers
-            .get_or_insert_with(Vec::new)
-            .push(CLONE_FINALIZER.to_string());
-        replace(ctx, &protected, "protect clone source").await?;
+    if let Some(source) = source {
+        update_claim(ctx, &source, "protect clone source", |c| {
+            add_finalizer(c, CLONE_FINALIZER)
+        })
+        .await?;
     }
     Ok(cs)
 }
@@ -667,54 +662,98 @@ async fn undo(
     release_intent(ctx, pvc).await
 }
 
-/// Adds [`CREATE_INTENT_FINALIZER`] with an Update carrying the cached
-/// resourceVersion (upstream's RBAC grants `update` on claims, not `patch`);
-/// a 409 means the claim changed and the reconcile is retried on fresh data.
+/// Adds [`CREATE_INTENT_FINALIZER`] (see [`update_claim`]) and returns the
+/// claim as written.
 async fn add_intent(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
 ) -> Result<PersistentVolumeClaim, Error> {
-    let mut updated = pvc.clone();
-    updated
-        .metadata
-        .finalizers
-        .get_or_insert_with(Vec::new)
-        .push(CREATE_INTENT_FINALIZER.to_string());
-    replace(ctx, &updated, "record volume creation on").await
+    let written = update_claim(ctx, pvc, "record volume creation on", |c| {
+        add_finalizer(c, CREATE_INTENT_FINALIZER)
+    })
+    .await?;
+    Ok(written.unwrap_or_else(|| pvc.clone()))
 }
 
 async fn release_intent(ctx: &Context, pvc: &PersistentVolumeClaim) -> Result<(), Error> {
-    let mut updated = pvc.clone();
-    if let Some(f) = updated.metadata.finalizers.as_mut() {
-        f.retain(|x| x != CREATE_INTENT_FINALIZER);
-    }
-    match replace(ctx, &updated, "release volume creation record on").await {
-        Ok(_) => Ok(()),
-        Err(Error::Kube {
-            source: kube::Error::Api(s),
-            ..
-        }) if s.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
+    update_claim(ctx, pvc, "release volume creation record on", |c| {
+        remove_finalizer(c, CREATE_INTENT_FINALIZER)
+    })
+    .await
+    .map(|_| ())
 }
 
-async fn replace(
+fn add_finalizer(c: &mut PersistentVolumeClaim, name: &str) -> bool {
+    let f = c.metadata.finalizers.get_or_insert_with(Vec::new);
+    if f.iter().any(|x| x == name) {
+        return false;
+    }
+    f.push(name.to_string());
+    true
+}
+
+fn remove_finalizer(c: &mut PersistentVolumeClaim, name: &str) -> bool {
+    let Some(f) = c.metadata.finalizers.as_mut() else {
+        return false;
+    };
+    let before = f.len();
+    f.retain(|x| x != name);
+    f.len() != before
+}
+
+/// How often a claim edit is re-read and re-applied after a conflict.
+const CONFLICT_RETRIES: usize = 5;
+
+/// Applies `change` to the claim and writes it with an Update carrying the
+/// resourceVersion (upstream's RBAC grants `update` on claims, not `patch`).
+/// On a conflict (the binder or another controller wrote meanwhile) the
+/// claim is re-read and `change` re-applied to the fresh object, so nobody
+/// else's edit is overwritten and a routine race costs one GET instead of a
+/// failed reconcile. `change` returns false when there is nothing to write.
+///
+/// Returns the written claim, `None` when nothing needed writing or the
+/// claim is gone.
+async fn update_claim(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
     what: &str,
-) -> Result<PersistentVolumeClaim, Error> {
+    change: impl Fn(&mut PersistentVolumeClaim) -> bool,
+) -> Result<Option<PersistentVolumeClaim>, Error> {
     let api = Api::<PersistentVolumeClaim>::namespaced(
         ctx.client.clone(),
         &pvc.namespace().unwrap_or_default(),
     );
-    api.replace(&pvc.name_any(), &PostParams::default(), pvc)
-        .await
-        .map_err(|e| {
-            Error::kube(
-                format!("{what} PersistentVolumeClaim {}", claim_name(pvc)),
-                e,
-            )
-        })
+    let name = pvc.name_any();
+    let mut current = pvc.clone();
+    for _ in 0..CONFLICT_RETRIES {
+        if !change(&mut current) {
+            return Ok(None);
+        }
+        match api.replace(&name, &PostParams::default(), &current).await {
+            Ok(written) => return Ok(Some(written)),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+            Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await {
+                Ok(Some(fresh)) => current = fresh,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    return Err(Error::kube(
+                        format!("get PersistentVolumeClaim {}", claim_name(pvc)),
+                        e,
+                    ));
+                }
+            },
+            Err(e) => {
+                return Err(Error::kube(
+                    format!("{what} PersistentVolumeClaim {}", claim_name(pvc)),
+                    e,
+                ));
+            }
+        }
+    }
+    Err(Error::Missing(format!(
+        "PersistentVolumeClaim {} kept changing ({what}); retrying",
+        claim_name(pvc)
+    )))
 }
 
 /// Requeue delay after a failed claim reconcile: per-claim exponential

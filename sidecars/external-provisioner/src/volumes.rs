@@ -87,13 +87,9 @@ pub(crate) async fn reconcile_volume(
     let api = Api::<PersistentVolume>::all(ctx.client.clone());
     match action {
         VolumeAction::Nothing => {}
-        VolumeAction::AddFinalizer => {
-            let mut f = pv.finalizers().to_vec();
-            f.push(PV_FINALIZER.to_string());
-            set_finalizers(&api, &pv, f).await?;
-        }
+        VolumeAction::AddFinalizer => update_finalizers(&api, &pv, add_ours).await?,
         VolumeAction::RemoveFinalizer => {
-            set_finalizers(&api, &pv, without_ours(pv.finalizers())).await?;
+            update_finalizers(&api, &pv, remove_ours).await?;
         }
         VolumeAction::WaitForDetach(a) => {
             let first = ctx
@@ -182,40 +178,70 @@ async fn delete_volume(
         Err(e) => return Err(Error::kube(format!("delete PersistentVolume {name}"), e)),
     };
     // The PV lingers while it holds our finalizer: drop it now.
-    if let Some(current) = remaining
-        && current.finalizers().iter().any(|f| f == PV_FINALIZER)
-    {
-        match set_finalizers(api, &current, without_ours(current.finalizers())).await {
-            Err(Error::Kube {
-                source: kube::Error::Api(s),
-                ..
-            }) if s.code == 404 => {}
-            other => other?,
-        }
+    if let Some(current) = remaining {
+        update_finalizers(api, &current, remove_ours).await?;
     }
     Ok(())
 }
 
-/// Writes `finalizers` with a resourceVersion precondition: if anyone changed
-/// the PV since we read it (e.g. removed their own finalizer), the API server
-/// answers 409 and we retry from a fresh read instead of resurrecting a
-/// finalizer another controller just removed.
-async fn set_finalizers(
+/// How often a finalizer edit is re-read and re-applied after a conflict
+/// before the reconcile gives up and is retried with backoff.
+const CONFLICT_RETRIES: usize = 5;
+
+/// Changes the PV's finalizers with `change` (None = nothing to do) under a
+/// resourceVersion precondition. On a conflict (someone else, e.g. the
+/// pv-protection controller, edited the PV meanwhile) it re-reads the PV and
+/// applies `change` to the fresh list, so a finalizer another controller
+/// just removed is never written back, and a routine race costs one GET
+/// instead of a failed reconcile.
+async fn update_finalizers(
     api: &Api<PersistentVolume>,
     pv: &PersistentVolume,
-    finalizers: Vec<String>,
+    change: impl Fn(&[String]) -> Option<Vec<String>>,
 ) -> Result<(), Error> {
     let name = pv.name_any();
-    let patch = serde_json::json!({
-        "metadata": {
-            "resourceVersion": pv.resource_version(),
-            "finalizers": finalizers,
+    let mut current = pv.clone();
+    for _ in 0..CONFLICT_RETRIES {
+        let Some(finalizers) = change(current.finalizers()) else {
+            return Ok(());
+        };
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": current.resource_version(), "finalizers": finalizers }
+        });
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await {
+                Ok(Some(fresh)) => current = fresh,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Error::kube(format!("get PersistentVolume {name}"), e)),
+            },
+            Err(e) => {
+                return Err(Error::kube(
+                    format!("patch finalizers of PersistentVolume {name}"),
+                    e,
+                ));
+            }
         }
-    });
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::kube(format!("patch finalizers of PersistentVolume {name}"), e))
+    }
+    Err(Error::Missing(format!(
+        "PersistentVolume {name} kept changing while its finalizers were edited; retrying"
+    )))
+}
+
+fn add_ours(f: &[String]) -> Option<Vec<String>> {
+    (!f.iter().any(|x| x == PV_FINALIZER)).then(|| {
+        let mut v = f.to_vec();
+        v.push(PV_FINALIZER.to_string());
+        v
+    })
+}
+
+fn remove_ours(f: &[String]) -> Option<Vec<String>> {
+    f.iter().any(|x| x == PV_FINALIZER).then(|| without_ours(f))
 }
 
 /// Requeue delay after a failed PV reconcile (per-PV exponential backoff).
