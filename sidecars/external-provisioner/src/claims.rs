@@ -231,11 +231,10 @@ async fn provision_claim(
             if let Some(t) = &ctx.capacity_trigger {
                 t.notify_one();
             }
-            // The PV now records the volume; a failed release is retried by
-            // the next reconcile (ReleaseIntent), which the PV binding triggers.
-            if let Err(e) = release_intent(ctx, &pvc).await {
-                debug!(claim = %claim_name(&pvc), error = %e, "intent release deferred");
-            }
+            // The PV now records the volume. The intent is released by the
+            // reconcile the binding triggers (ReleaseIntent), not here: the
+            // binder writes the claim at this very moment, and racing it
+            // costs a conflict and a re-read per volume.
             ctx.backoff.reset(&claim_key(&pvc));
             Ok(Action::await_change())
         }

@@ -188,12 +188,16 @@ async fn delete_volume(
 /// before the reconcile gives up and is retried with backoff.
 const CONFLICT_RETRIES: usize = 5;
 
-/// Changes the PV's finalizers with `change` (None = nothing to do) under a
-/// resourceVersion precondition. On a conflict (someone else, e.g. the
-/// pv-protection controller, edited the PV meanwhile) it re-reads the PV and
+/// Changes the PV's finalizers with `change` (None = nothing to do).
+///
+/// Removing ours is a JSON patch that tests the exact list entry and removes
+/// it: it fails if anyone changed that entry, and is unaffected by edits
+/// elsewhere in the list (the pv-protection controller drops its own
+/// finalizer at the same moment, which made resourceVersion-checked patches
+/// conflict every time). Other changes are merge patches under a
+/// resourceVersion precondition. Either way a conflict re-reads the PV and
 /// applies `change` to the fresh list, so a finalizer another controller
-/// just removed is never written back, and a routine race costs one GET
-/// instead of a failed reconcile.
+/// just removed is never written back.
 async fn update_finalizers(
     api: &Api<PersistentVolume>,
     pv: &PersistentVolume,
@@ -205,20 +209,22 @@ async fn update_finalizers(
         let Some(finalizers) = change(current.finalizers()) else {
             return Ok(());
         };
-        let patch = serde_json::json!({
-            "metadata": { "resourceVersion": current.resource_version(), "finalizers": finalizers }
-        });
-        match api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
+        let patch = finalizer_patch(
+            current.finalizers(),
+            &finalizers,
+            current.resource_version(),
+        );
+        match api.patch(&name, &PatchParams::default(), &patch).await {
             Ok(_) => return Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await {
-                Ok(Some(fresh)) => current = fresh,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(Error::kube(format!("get PersistentVolume {name}"), e)),
-            },
+            // 409: stale resourceVersion; 422: a JSON patch `test` failed.
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 422 => {
+                match api.get_opt(&name).await {
+                    Ok(Some(fresh)) => current = fresh,
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(Error::kube(format!("get PersistentVolume {name}"), e)),
+                }
+            }
             Err(e) => {
                 return Err(Error::kube(
                     format!("patch finalizers of PersistentVolume {name}"),
@@ -230,6 +236,34 @@ async fn update_finalizers(
     Err(Error::Missing(format!(
         "PersistentVolume {name} kept changing while its finalizers were edited; retrying"
     )))
+}
+
+/// The patch taking `old` to `new`: a single removal becomes a JSON patch
+/// `test` + `remove` of that entry; anything else a merge patch with the
+/// resourceVersion.
+fn finalizer_patch(
+    old: &[String],
+    new: &[String],
+    resource_version: Option<String>,
+) -> Patch<serde_json::Value> {
+    if new.len() + 1 == old.len()
+        && let Some(i) = old
+            .iter()
+            .zip(new.iter().map(Some).chain([None]))
+            .position(|(o, n)| Some(o) != n)
+    {
+        let path = format!("/metadata/finalizers/{i}");
+        let ops = serde_json::json!([
+            { "op": "test", "path": path, "value": old[i] },
+            { "op": "remove", "path": path },
+        ]);
+        if let Ok(p) = serde_json::from_value(ops) {
+            return Patch::Json(p);
+        }
+    }
+    Patch::Merge(serde_json::json!({
+        "metadata": { "resourceVersion": resource_version, "finalizers": new }
+    }))
 }
 
 fn add_ours(f: &[String]) -> Option<Vec<String>> {
@@ -254,4 +288,49 @@ pub(crate) fn volume_error_policy(
     let delay = ctx.backoff.next_delay(&volume_key(&pv));
     warn!(pv = %pv.name_any(), error = %err, retry_in = ?delay, "volume reconcile failed");
     Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn removing_one_entry_is_a_tested_json_patch() {
+        let old = f(&[PV_FINALIZER, "kubernetes.io/pv-protection"]);
+        let patch = finalizer_patch(&old, &remove_ours(&old).unwrap(), Some("7".into()));
+        let Patch::Json(p) = patch else {
+            panic!("expected a JSON patch")
+        };
+        let v = serde_json::to_value(p).unwrap();
+        assert_eq!(v[0]["op"], "test");
+        assert_eq!(v[0]["path"], "/metadata/finalizers/0");
+        assert_eq!(v[0]["value"], PV_FINALIZER);
+        assert_eq!(v[1]["op"], "remove");
+        // Ours last in the list.
+        let old = f(&["a", PV_FINALIZER]);
+        let Patch::Json(p) = finalizer_patch(&old, &remove_ours(&old).unwrap(), None) else {
+            panic!()
+        };
+        assert_eq!(
+            serde_json::to_value(p).unwrap()[0]["path"],
+            "/metadata/finalizers/1"
+        );
+    }
+
+    #[test]
+    fn adding_is_a_merge_patch_with_the_resource_version() {
+        let old = f(&["kubernetes.io/pv-protection"]);
+        let Patch::Merge(v) = finalizer_patch(&old, &add_ours(&old).unwrap(), Some("9".into()))
+        else {
+            panic!("expected a merge patch")
+        };
+        assert_eq!(v["metadata"]["resourceVersion"], "9");
+        assert_eq!(v["metadata"]["finalizers"][1], PV_FINALIZER);
+        assert!(add_ours(&add_ours(&old).unwrap()).is_none());
+        assert!(remove_ours(&old).is_none());
+    }
 }
