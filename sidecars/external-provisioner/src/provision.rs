@@ -200,8 +200,16 @@ pub fn decide_claim(
     // Our own finalizer comes first: whatever else changed, a recorded
     // intent must end in a PV or a deleted volume.
     if has_create_intent(pvc) {
-        if bound || pv_exists(&pv_name) {
+        let recorded = bound || pv_exists(&pv_name);
+        let phase_bound = pvc.status.as_ref().and_then(|st| st.phase.as_deref()) == Some("Bound");
+        // Released once the binder is done with the claim (phase Bound), so
+        // our Update does not race its two writes; or at once for a claim
+        // being deleted whose PV exists.
+        if phase_bound || (recorded && deleting) {
             return Ok(ClaimDecision::ReleaseIntent);
+        }
+        if recorded {
+            return Ok(ClaimDecision::Skip(Skip::VolumeExists));
         }
         let class_name = spec.storage_class_name.clone().unwrap_or_default();
         let class = class.ok_or_else(|| {
@@ -667,13 +675,18 @@ pub(crate) mod tests {
             ClaimDecision::Provision { record_intent, .. } => assert!(!record_intent),
             other => panic!("{other:?}"),
         }
-        // The PV exists (crash between PV create and intent release): release.
+        // The PV exists but the binder is not done: wait, no write that would race it.
         assert!(matches!(
             decide_claim(&with_intent(claim()), Some(&sc), |_| true, &c).unwrap(),
-            ClaimDecision::ReleaseIntent
+            ClaimDecision::Skip(Skip::VolumeExists)
         ));
+        // Bound (also after a crash between PV create and release): release.
         let mut bound = with_intent(claim());
         bound.spec.as_mut().unwrap().volume_name = Some("pv".into());
+        bound.status = Some(k8s_openapi::api::core::v1::PersistentVolumeClaimStatus {
+            phase: Some("Bound".into()),
+            ..Default::default()
+        });
         assert!(matches!(
             decide_claim(&bound, Some(&sc), |_| false, &c).unwrap(),
             ClaimDecision::ReleaseIntent
