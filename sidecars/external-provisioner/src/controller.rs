@@ -23,7 +23,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use sidecar_runtime::backoff::PerObjectBackoff;
-use sidecar_runtime::events::{EventRecorder, EventType};
+use sidecar_runtime::events::EventType;
 use tracing::{debug, info, warn};
 
 use crate::error::Error;
@@ -44,7 +44,7 @@ pub struct Context {
     /// `storage.kubernetes.io/csiProvisionerIdentity` of this process.
     pub identity: String,
     /// Event writer (core/v1 Events, as upstream), off the reconcile path.
-    pub recorder: EventQueue,
+    pub recorder: sidecar_runtime::events::EventQueue,
     /// Per-object retry delays.
     pub backoff: PerObjectBackoff<String>,
     /// Outcome metrics.
@@ -343,44 +343,6 @@ pub(crate) async fn event(
     message: &str,
 ) {
     ctx.recorder.send(obj, type_, reason, message);
-}
-
-/// Events go through a bounded queue to one writer task, as client-go's
-/// broadcaster does (1000 deep, dropped when full): a reconcile never waits
-/// for an event write, and event writes cannot crowd the client's token
-/// bucket with many at once.
-pub struct EventQueue {
-    tx: tokio::sync::mpsc::Sender<(ObjectReference, EventType, String, String)>,
-}
-
-impl EventQueue {
-    /// Queue depth, as client-go's `maxQueuedEvents`.
-    pub const DEPTH: usize = 1000;
-
-    /// Starts the writer task on the current runtime.
-    pub fn start(recorder: EventRecorder) -> Self {
-        let (tx, mut rx) =
-            tokio::sync::mpsc::channel::<(ObjectReference, EventType, String, String)>(Self::DEPTH);
-        tokio::spawn(async move {
-            while let Some((obj, type_, reason, message)) = rx.recv().await {
-                if let Err(e) = recorder.publish(&obj, type_, &reason, &message).await {
-                    warn!(error = %e, reason = %reason, "failed to record event");
-                }
-            }
-        });
-        EventQueue { tx }
-    }
-
-    /// Queues an event; drops it (with a debug line) when the queue is full.
-    pub fn send(&self, obj: &ObjectReference, type_: EventType, reason: &str, message: &str) {
-        if self
-            .tx
-            .try_send((obj.clone(), type_, reason.to_string(), message.to_string()))
-            .is_err()
-        {
-            debug!(reason, "event queue full, event dropped");
-        }
-    }
 }
 
 /// Reads a Secret's data as the string map CSI wants. Values are never

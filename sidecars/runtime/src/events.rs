@@ -261,6 +261,44 @@ fn cache_key(obj: &ObjectReference, type_: EventType, reason: &str, message: &st
     .join("\u{0}")
 }
 
+/// Events go through a bounded queue to one writer task, as client-go's
+/// broadcaster does (1000 deep, dropped when full): a reconcile never waits
+/// for an event write, and event writes cannot crowd the client's token
+/// bucket with many at once.
+pub struct EventQueue {
+    tx: tokio::sync::mpsc::Sender<(ObjectReference, EventType, String, String)>,
+}
+
+impl EventQueue {
+    /// Queue depth, as client-go's `maxQueuedEvents`.
+    pub const DEPTH: usize = 1000;
+
+    /// Starts the writer task on the current runtime.
+    pub fn start(recorder: EventRecorder) -> Self {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<(ObjectReference, EventType, String, String)>(Self::DEPTH);
+        tokio::spawn(async move {
+            while let Some((obj, type_, reason, message)) = rx.recv().await {
+                if let Err(e) = recorder.publish(&obj, type_, &reason, &message).await {
+                    tracing::warn!(error = %e, reason = %reason, "failed to record event");
+                }
+            }
+        });
+        EventQueue { tx }
+    }
+
+    /// Queues an event; drops it (with a debug line) when the queue is full.
+    pub fn send(&self, obj: &ObjectReference, type_: EventType, reason: &str, message: &str) {
+        if self
+            .tx
+            .try_send((obj.clone(), type_, reason.to_string(), message.to_string()))
+            .is_err()
+        {
+            tracing::debug!(reason, "event queue full, event dropped");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
