@@ -611,8 +611,9 @@ pub fn refresh_after_provision<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_fixtures::{csi_node, node};
     use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement};
-    use k8s_openapi::api::storage::v1::{CSINodeDriver, CSINodeSpec};
+
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     const DRIVER: &str = "hostpath.csi.k8s.io";
@@ -622,38 +623,6 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    fn node(name: &str, labels: &[(&str, &str)]) -> Node {
-        Node {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(seg(labels)),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
-
-    /// A CSINode registering `(driver, Some(keys) | None)` pairs.
-    fn csi_node(name: &str, drivers: &[(&str, Option<&[&str]>)]) -> CSINode {
-        CSINode {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            spec: CSINodeSpec {
-                drivers: drivers
-                    .iter()
-                    .map(|(d, keys)| CSINodeDriver {
-                        name: d.to_string(),
-                        node_id: name.into(),
-                        topology_keys: keys.map(|k| k.iter().map(|s| s.to_string()).collect()),
-                        ..Default::default()
-                    })
-                    .collect(),
-            },
-        }
     }
 
     #[test]

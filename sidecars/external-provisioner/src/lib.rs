@@ -61,6 +61,8 @@ pub mod quantity;
 pub mod secrets;
 pub mod snapshot;
 pub mod snapshot_sweep;
+#[cfg(test)]
+mod test_fixtures;
 pub mod topology;
 mod volumes;
 pub mod workqueue;

@@ -618,55 +618,17 @@ fn fmt_terms(terms: &[Term]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_fixtures::{csi_node, node};
     use std::cell::Cell;
     use std::sync::Arc;
 
     use k8s_openapi::api::core::v1::TopologySelectorLabelRequirement;
-    use k8s_openapi::api::storage::v1::{CSINodeDriver, CSINodeSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     const DRIVER: &str = "csi.example.com";
     /// FNV-1 32 of "web", computed independently.
     const H_WEB: u32 = 0x4666_1985;
 
     type Pairs<'a> = &'a [(&'a str, &'a str)];
-
-    fn node(name: &str, labels: Pairs<'_>) -> Node {
-        Node {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(
-                    labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
-
-    /// A CSINode listing `drivers` as (name, topology keys).
-    fn csi_node(name: &str, drivers: &[(&str, Option<&[&str]>)]) -> CSINode {
-        CSINode {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            spec: CSINodeSpec {
-                drivers: drivers
-                    .iter()
-                    .map(|(d, keys)| CSINodeDriver {
-                        name: d.to_string(),
-                        node_id: name.into(),
-                        topology_keys: keys.map(|k| k.iter().map(|s| s.to_string()).collect()),
-                        ..Default::default()
-                    })
-                    .collect(),
-            },
-        }
-    }
 
     /// `allowedTopologies`: terms of (key, values) expressions.
     fn allowed(terms: &[&[(&str, &[&str])]]) -> Vec<TopologySelectorTerm> {
