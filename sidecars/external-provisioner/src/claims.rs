@@ -10,12 +10,12 @@ use csi_client::csi::v1::{
     CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest, GetCapacityRequest, Topology,
     TopologyRequirement, VolumeContentSource,
 };
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::VolumeAttributesClass;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use sidecar_runtime::events::EventType;
 use tracing::{debug, info, warn};
 
@@ -39,18 +39,6 @@ use crate::topology::{TopologyError, TopologyInputs, accessibility_requirements}
 
 pub(crate) fn claim_key(pvc: &PersistentVolumeClaim) -> String {
     format!("pvc/{}", pvc.uid().unwrap_or_default())
-}
-
-fn claim_ref(pvc: &PersistentVolumeClaim) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("PersistentVolumeClaim".into()),
-        name: pvc.metadata.name.clone(),
-        namespace: pvc.metadata.namespace.clone(),
-        uid: pvc.metadata.uid.clone(),
-        resource_version: pvc.metadata.resource_version.clone(),
-        ..Default::default()
-    }
 }
 
 fn claim_name(pvc: &PersistentVolumeClaim) -> String {
@@ -100,7 +88,7 @@ pub(crate) async fn reconcile_claim(
             if !matches!(e, Error::Missing(_)) || pvc.metadata.deletion_timestamp.is_some() {
                 event(
                     &ctx,
-                    &claim_ref(&pvc),
+                    &pvc.object_ref(&()),
                     EventType::Warning,
                     "ProvisioningFailed",
                     &e.to_string(),
@@ -115,7 +103,7 @@ pub(crate) async fn reconcile_claim(
         ClaimDecision::Skip(Skip::ExternalPopulator) => {
             event(
                 &ctx,
-                &claim_ref(&pvc),
+                &pvc.object_ref(&()),
                 EventType::Normal,
                 "Provisioning",
                 "Assuming an external populator will provision the volume",
@@ -179,7 +167,7 @@ async fn provision_claim(
     let started = Instant::now();
     event(
         ctx,
-        &claim_ref(pvc),
+        &pvc.object_ref(&()),
         EventType::Normal,
         "Provisioning",
         &format!(
@@ -219,7 +207,7 @@ async fn provision_claim(
                 .provisioned(&class_name, &source_label, started.elapsed());
             event(
                 ctx,
-                &claim_ref(&pvc),
+                &pvc.object_ref(&()),
                 EventType::Normal,
                 "ProvisioningSucceeded",
                 &format!("Successfully provisioned volume {}", plan.pv_name),
@@ -255,7 +243,7 @@ async fn provision_claim(
             };
             event(
                 ctx,
-                &claim_ref(&pvc),
+                &pvc.object_ref(&()),
                 EventType::Warning,
                 "ProvisioningFailed",
                 &message,
@@ -446,7 +434,7 @@ async fn report_failure(
     ctx.metrics.provision_failed(class, source);
     event(
         ctx,
-        &claim_ref(pvc),
+        &pvc.object_ref(&()),
         EventType::Warning,
         "ProvisioningFailed",
         message,

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use csi_client::csi::v1::DeleteVolumeRequest;
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume};
+use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use sidecar_runtime::events::EventType;
 use tracing::{info, warn};
 
@@ -18,17 +18,6 @@ use crate::controller::{Context, event, read_secret};
 use crate::delete::{Attachment, VolumeAction, decide_volume};
 use crate::error::Error;
 use crate::secrets::SecretRef;
-
-fn volume_ref(pv: &PersistentVolume) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("PersistentVolume".into()),
-        name: pv.metadata.name.clone(),
-        uid: pv.metadata.uid.clone(),
-        resource_version: pv.metadata.resource_version.clone(),
-        ..Default::default()
-    }
-}
 
 /// `finalizers` without ours, order kept.
 fn without_ours(finalizers: &[String]) -> Vec<String> {
@@ -42,7 +31,7 @@ fn without_ours(finalizers: &[String]) -> Vec<String> {
 async fn delete_failed_event(ctx: &Context, pv: &PersistentVolume, e: &Error) {
     event(
         ctx,
-        &volume_ref(pv),
+        &pv.object_ref(&()),
         EventType::Warning,
         "VolumeFailedDelete",
         &e.to_string(),
@@ -104,7 +93,7 @@ pub(crate) async fn reconcile_volume(
                 );
                 event(
                     &ctx,
-                    &volume_ref(&pv),
+                    &pv.object_ref(&()),
                     EventType::Normal,
                     "WaitingForDetach",
                     &message,
