@@ -70,6 +70,8 @@ pub struct DriverHandle {
     socket: PathBuf,
     name: String,
     node_id: String,
+    /// The flags it was started with, for [`Testbed::restart_driver`].
+    args: Vec<String>,
 }
 
 impl DriverHandle {
@@ -128,7 +130,7 @@ impl Testbed {
         let process = self.spawn(
             &format!("csi-testdriver-{n}"),
             &self.csi_testdriver(),
-            args,
+            &args,
             &[],
         )?;
         wait_for_socket(&process, &socket, DRIVER_READY_TIMEOUT).await?;
@@ -142,7 +144,28 @@ impl Testbed {
             socket,
             name: opts.name,
             node_id,
+            args,
         })
+    }
+
+    /// Crashes `driver` (SIGKILL) and starts it again with the same flags on
+    /// the same socket (same log, appended), then waits for the socket. The
+    /// service keeps its volumes in memory: the new process has none of the
+    /// old one's, and numbers new volumes from the same start, so a new
+    /// volume may get the ID of a forgotten one.
+    ///
+    /// Errors: as [`Testbed::start_driver`], and [`Error::Io`] if the kill fails.
+    pub async fn restart_driver(&self, driver: &mut DriverHandle) -> Result<()> {
+        driver.process.kill9()?;
+        let process = self.spawn(
+            driver.process.name(),
+            &self.csi_testdriver(),
+            &driver.args,
+            &[],
+        )?;
+        wait_for_socket(&process, &driver.socket, DRIVER_READY_TIMEOUT).await?;
+        driver.process = process;
+        Ok(())
     }
 }
 

@@ -34,6 +34,7 @@ mod logs;
 mod manifest;
 mod pki;
 mod process;
+mod restart;
 mod snapshot_crds;
 mod testbed;
 

@@ -139,7 +139,11 @@ impl Drop for Inner {
 #[derive(Debug)]
 enum Mode {
     /// Our own etcd + kube-apiserver (+ kube-controller-manager).
-    Local { api_port: u16 },
+    Local {
+        api_port: u16,
+        /// What [`Testbed::restart_apiserver`] needs to start it again.
+        apiserver: crate::restart::ApiServer,
+    },
     /// The cluster of `$KUBECONFIG`; nothing of it is started or stopped.
     External,
 }
@@ -271,6 +275,7 @@ impl Testbed {
 
         let mut args = control_plane::apiserver_args(&ports, &pki, &run.join("pki"));
         args.extend(opts.extra_apiserver_args.iter().cloned());
+        let apiserver_args = args.clone();
         let apiserver = Managed::spawn(
             "kube-apiserver",
             &bin_dir.join("kube-apiserver"),
@@ -326,6 +331,11 @@ impl Testbed {
             inner,
             mode: Mode::Local {
                 api_port: ports.apiserver,
+                apiserver: crate::restart::ApiServer::new(
+                    apiserver,
+                    apiserver_args,
+                    opts.ready_timeout,
+                ),
             },
             client,
             admin_kubeconfig,
@@ -342,10 +352,18 @@ impl Testbed {
         matches!(self.mode, Mode::Local { .. })
     }
 
+    /// The local kube-apiserver, `None` in external mode.
+    pub(crate) fn local_apiserver(&self) -> Option<&crate::restart::ApiServer> {
+        match &self.mode {
+            Mode::Local { apiserver, .. } => Some(apiserver),
+            Mode::External => None,
+        }
+    }
+
     /// The API server URL, e.g. `https://127.0.0.1:39211`.
     pub fn server_url(&self) -> String {
         match self.mode {
-            Mode::Local { api_port } => format!("https://127.0.0.1:{api_port}"),
+            Mode::Local { api_port, .. } => format!("https://127.0.0.1:{api_port}"),
             Mode::External => self.cluster.server.clone().unwrap_or_default(),
         }
     }
