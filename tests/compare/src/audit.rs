@@ -33,6 +33,15 @@ impl Requests {
         self.by_verb_resource.values().sum()
     }
 
+    /// Counts by `verb resource`, response codes added up.
+    pub fn by_verb_resource_merged(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for ((verb, resource, _), n) in &self.by_verb_resource {
+            *out.entry(format!("{verb} {resource}")).or_default() += n;
+        }
+        out
+    }
+
     /// Requests received in `[from, to)`.
     pub fn between(&self, from: Timestamp, to: Timestamp) -> u64 {
         self.times
@@ -109,6 +118,9 @@ mod tests {
         let t0: Timestamp = "2025-01-01T00:00:00.500Z".parse().unwrap();
         let t1: Timestamp = "2025-01-01T00:00:02Z".parse().unwrap();
         assert_eq!(r.between(t0, t1), 1);
+        let merged = r.by_verb_resource_merged();
+        assert_eq!(merged["watch persistentvolumeclaims"], 1);
+        assert_eq!(merged.len(), 2);
     }
 
     #[test]

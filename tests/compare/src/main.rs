@@ -1,63 +1,78 @@
 //! `compare`: runs upstream's csi-provisioner and ours, each on a fresh local
-//! test bed with identical settings, and writes a Markdown report of what was
-//! measured (time to Bound, delete time, API requests, RSS, CPU).
+//! test bed with identical settings, through one or more scenarios and
+//! rounds, and writes a Markdown report with SVG charts next to it.
 
 mod audit;
+mod bed;
 mod measure;
+mod objects;
+mod plot;
 mod report;
+mod scenarios;
+mod stats;
+mod supervisor;
+mod tracker;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use clap::{Parser, ValueEnum};
-use csi_client::csi::v1::ListVolumesRequest;
-use csi_client::{ConnectOptions, Connection};
-use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::core::v1::{
-    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
-};
-use k8s_openapi::api::storage::v1::StorageClass;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
-use testbed::{DriverOptions, Testbed, TestbedOptions};
 
-const DRIVER: &str = "hostpath.csi.k8s.io";
-const NS: &str = "compare";
-const CLASS: &str = "compare";
-const USER: &str = "system:serviceaccount:compare:csi-provisioner";
-/// How long the sidecar runs before the claims, to reach its idle state.
-const SETTLE: Duration = Duration::from_secs(5);
-/// Limit of each wait (all Bound, all deleted).
-const PHASE_LIMIT: Duration = Duration::from_secs(1800);
+use bed::{Bed, Flags, Impl};
+use scenarios::{Ctx, Outcome, Scenario};
 
 #[derive(Parser, Debug)]
 #[command(about = "csi-provisioner: ours vs upstream on the local test bed")]
 struct Args {
-    /// Claims to create.
-    #[arg(long, default_value_t = 100)]
-    claims: usize,
-    /// --kube-api-qps of both sidecars.
-    #[arg(long, default_value = "5")]
-    qps: String,
-    /// --kube-api-burst of both sidecars.
-    #[arg(long, default_value = "10")]
-    burst: String,
+    /// Claims per run [default: 1000; 20 with --smoke].
+    #[arg(long)]
+    claims: Option<usize>,
+    /// Rounds; each runs every scenario once per implementation on fresh
+    /// test beds, upstream first in odd rounds, ours first in even ones.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Scenarios to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "throughput")]
+    scenario: Vec<Scenario>,
+    /// Bound PVs/PVCs present before the sidecar starts (memory scenario).
+    #[arg(long, default_value_t = 5000)]
+    existing: usize,
+    /// --kube-api-qps of both sidecars [default: 5; 20 with --smoke].
+    #[arg(long)]
+    qps: Option<String>,
+    /// --kube-api-burst of both sidecars [default: 10; 40 with --smoke].
+    #[arg(long)]
+    burst: Option<String>,
     /// --worker-threads of both sidecars.
     #[arg(long, default_value = "100")]
     workers: String,
     /// --timeout of both sidecars (Go duration).
     #[arg(long, default_value = "10s")]
     timeout: String,
+    /// Delay of every CSI answer in the crash scenarios.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    csi_delay: Duration,
+    /// Crash scenarios: no change for this long ends the wait for quiescence.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    quiet: Duration,
+    /// Limit of each wait [default: 30m; 3m with --smoke].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    limit: Option<Duration>,
     /// Which implementation(s) to run.
     #[arg(long, value_enum, default_value_t = Only::Both)]
     only: Only,
-    /// The Markdown report.
-    #[arg(long, default_value = "docs/compare/provisioner-latest.md")]
-    out: PathBuf,
+    /// CI smoke test: 20 claims, throughput, one round, QPS 20; upstream
+    /// only if its binary is cached; the report goes to a temporary
+    /// directory unless --out is given. Fails only if the harness breaks.
+    #[arg(long)]
+    smoke: bool,
+    /// The Markdown report; charts go next to it as `<stem>-<scenario>-<chart>.svg`
+    /// [default: docs/compare/provisioner-latest.md].
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
@@ -70,18 +85,124 @@ enum Only {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let work = std::env::temp_dir().join(format!("csi-compare-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let ours_bin = our_binary()?;
-    let mut upstream = None;
-    let mut ours = None;
+    let smoke = args.smoke;
+    let ctx = Ctx {
+        claims: args.claims.unwrap_or(if smoke { 20 } else { 1000 }),
+        existing: args.existing,
+        flags: Flags {
+            qps: args
+                .qps
+                .clone()
+                .unwrap_or(if smoke { "20" } else { "5" }.into()),
+            burst: args
+                .burst
+                .clone()
+                .unwrap_or(if smoke { "40" } else { "10" }.into()),
+            workers: args.workers.clone(),
+            timeout: args.timeout.clone(),
+        },
+        delay: args.csi_delay,
+        quiet: args.quiet,
+        limit: args
+            .limit
+            .unwrap_or(Duration::from_secs(if smoke { 180 } else { 1800 })),
+    };
+    ensure!(ctx.claims >= 2, "--claims must be at least 2");
+    ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    let out = match (&args.out, smoke) {
+        (Some(p), _) => p.clone(),
+        (None, true) => std::env::temp_dir()
+            .join(format!("csi-compare-smoke-{}", std::process::id()))
+            .join("provisioner-smoke.md"),
+        (None, false) => PathBuf::from("docs/compare/provisioner-latest.md"),
+    };
+    let mut scenarios = args.scenario.clone();
+    scenarios.sort();
+    scenarios.dedup();
+
+    let ours = Impl {
+        label: "ours",
+        binary: our_binary()?,
+    };
+    let mut notes = Vec::new();
+    let mut impls = Vec::new();
     if args.only != Only::Ours {
-        eprintln!("compare: upstream ...");
-        upstream = Some(run_one(&args, &work.join("upstream"), None).await?);
+        let binary = upstream_binary()?;
+        if binary.is_file() {
+            impls.push(Impl {
+                label: "upstream",
+                binary,
+            });
+        } else if smoke && args.only == Only::Both {
+            let msg = format!(
+                "upstream csi-provisioner is not cached ({} missing; `bash tests/testbed/build.sh upstream` builds it): ours ran alone",
+                binary.display()
+            );
+            eprintln!("compare: {msg}");
+            notes.push(msg);
+        } else {
+            anyhow::bail!(
+                "upstream csi-provisioner not found at {}: run `bash tests/testbed/build.sh upstream`",
+                binary.display()
+            );
+        }
     }
     if args.only != Only::Upstream {
-        eprintln!("compare: ours ({}) ...", ours_bin.display());
-        ours = Some(run_one(&args, &work.join("ours"), Some(&ours_bin)).await?);
+        impls.push(ours.clone());
+    }
+
+    let work = std::env::temp_dir().join(format!("csi-compare-{}", std::process::id()));
+    let mut results: BTreeMap<Scenario, BTreeMap<&'static str, Vec<Outcome>>> = BTreeMap::new();
+    for round in 0..args.rounds {
+        let mut order = impls.clone();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for &s in &scenarios {
+            for imp in &order {
+                eprintln!(
+                    "compare: round {}/{}, {}, {} ({})",
+                    round + 1,
+                    args.rounds,
+                    s.name(),
+                    imp.label,
+                    imp.binary.display()
+                );
+                let dir = work.join(format!("{}-{}-{round}", s.name(), imp.label));
+                let o = run_one(s, &ctx, imp, &dir)
+                    .await
+                    .with_context(|| format!("{} with {}", s.name(), imp.label))?;
+                results
+                    .entry(s)
+                    .or_default()
+                    .entry(imp.label)
+                    .or_default()
+                    .push(o);
+            }
+        }
+    }
+
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut sections = Vec::new();
+    for (s, runs) in results {
+        let plots = draw(&out, s, &runs)?;
+        sections.push(report::Section {
+            scenario: s,
+            description: s.describe(&ctx),
+            runs,
+            plots,
+        });
+    }
+    let mut binaries = Vec::new();
+    for imp in &impls {
+        binaries.push(format!(
+            "{}: `{}` (`{}`)",
+            imp.label,
+            bed::version_of(&imp.binary).await,
+            imp.binary.display()
+        ));
     }
     let header = report::Header {
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -93,27 +214,169 @@ async fn main() -> anyhow::Result<()> {
             "workspace version {}, commit {}, {} build (`{}`)",
             env!("CARGO_PKG_VERSION"),
             git_commit(),
-            if ours_bin.components().any(|c| c.as_os_str() == "release") {
+            if ours.binary.components().any(|c| c.as_os_str() == "release") {
                 "release"
             } else {
                 "debug"
             },
-            ours_bin.display()
+            ours.binary.display()
         ),
         settings: format!(
-            "--kube-api-qps={} --kube-api-burst={} --worker-threads={} --timeout={}, no leader election",
-            args.qps, args.burst, args.workers, args.timeout
+            "--kube-api-qps={} --kube-api-burst={} --worker-threads={} --timeout={} for both; \
+             {} claims; {} round(s), upstream first in odd rounds and ours first in even ones",
+            ctx.flags.qps,
+            ctx.flags.burst,
+            ctx.flags.workers,
+            ctx.flags.timeout,
+            ctx.claims,
+            args.rounds
         ),
+        binaries,
+        notes,
     };
-    let md = report::render(&header, upstream.as_ref(), ours.as_ref());
+    let md = report::render(&header, &sections);
     println!("{md}");
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &md).with_context(|| format!("write {}", args.out.display()))?;
-    eprintln!("compare: wrote {}", args.out.display());
+    std::fs::write(&out, &md).with_context(|| format!("write {}", out.display()))?;
+    eprintln!("compare: wrote {}", out.display());
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// One scenario, one implementation, one fresh test bed.
+async fn run_one(s: Scenario, ctx: &Ctx, imp: &Impl, dir: &Path) -> anyhow::Result<Outcome> {
+    let kcm: &[&str] = if s == Scenario::Memory {
+        &scenarios::memory::KCM_ARGS
+    } else {
+        &[]
+    };
+    let mut bed = Bed::start(dir, imp, &ctx.flags, kcm).await?;
+    let result = match s {
+        Scenario::Throughput => scenarios::throughput::run(ctx, &bed).await,
+        Scenario::Memory => scenarios::memory::run(ctx, &bed).await,
+        _ => scenarios::crash::run(s, ctx, &mut bed).await,
+    };
+    if result.is_err() {
+        bed.tb.dump_logs();
+    }
+    result
+}
+
+/// Points of one curve.
+type Series = Vec<(f64, f64)>;
+
+/// Draws the charts of scenario `s` next to `out`; returns `(title, file)`.
+fn draw(
+    out: &Path,
+    s: Scenario,
+    runs: &BTreeMap<&'static str, Vec<Outcome>>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let stem = out
+        .file_stem()
+        .map_or("report".into(), |s| s.to_string_lossy().into_owned());
+    let dir = out.parent().unwrap_or(Path::new(""));
+    let color = |label: &str| {
+        if label == "ours" {
+            plot::OURS
+        } else {
+            plot::UPSTREAM
+        }
+    };
+    let mut plots = Vec::new();
+    type Pick = fn(&Outcome) -> &Vec<(f64, f64)>;
+    let charts: [(&str, &str, &str, &str, Pick, bool); 3] = [
+        (
+            "bound",
+            "claims Bound after the first was created",
+            "seconds",
+            "claims Bound",
+            |o| &o.bound_curve,
+            true,
+        ),
+        (
+            "delete",
+            "PVs deleted after the delete-collection",
+            "seconds",
+            "PVs deleted",
+            |o| &o.delete_curve,
+            true,
+        ),
+        (
+            "rss",
+            "RSS of the sidecar",
+            "seconds since the sidecar started",
+            "MiB",
+            |o| &o.rss,
+            false,
+        ),
+    ];
+    for (kind, title, x, y, pick, step) in charts {
+        let stepped: Vec<(&str, Vec<Series>)> = runs
+            .iter()
+            .map(|(label, outs)| {
+                let series = outs
+                    .iter()
+                    .map(pick)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| if step { plot::steps(v) } else { v.clone() })
+                    .collect();
+                (*label, series)
+            })
+            .collect();
+        if stepped.iter().all(|(_, v)| v.is_empty()) {
+            continue;
+        }
+        let lines: Vec<plot::Lines<'_>> = stepped
+            .iter()
+            .map(|(label, v)| plot::Lines {
+                label,
+                color: color(label),
+                runs: v.iter().map(Vec::as_slice).collect(),
+            })
+            .collect();
+        let file = format!("{stem}-{}-{kind}.svg", s.name());
+        let title = format!("{}: {title} (every round)", s.name());
+        plot::curves(&dir.join(&file), &title, x, y, &lines)?;
+        plots.push((title, file));
+    }
+    let categories: Vec<String> = {
+        let mut all: Vec<String> = runs
+            .values()
+            .flatten()
+            .flat_map(|o| o.requests_per_volume.keys().cloned())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    };
+    if !categories.is_empty() {
+        let groups: Vec<(&str, plot::RGBColor, Vec<f64>)> = runs
+            .iter()
+            .map(|(label, outs)| {
+                let values = categories
+                    .iter()
+                    .map(|c| {
+                        let v: Vec<f64> = outs
+                            .iter()
+                            .map(|o| o.requests_per_volume.get(c).copied().unwrap_or(0.0))
+                            .collect();
+                        stats::spread(&v).map_or(0.0, |s| s.median)
+                    })
+                    .collect();
+                (*label, color(label), values)
+            })
+            .collect();
+        let file = format!("{stem}-{}-requests.svg", s.name());
+        let title = format!("{}: API requests per volume (median over rounds)", s.name());
+        plot::bars(
+            &dir.join(&file),
+            &title,
+            "requests per volume",
+            &categories,
+            &groups,
+        )?;
+        plots.push((title, file));
+    }
+    Ok(plots)
 }
 
 /// `CSI_PROVISIONER_BIN`, else `csi-provisioner` next to this executable.
@@ -130,260 +393,30 @@ fn our_binary() -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-/// One implementation on a fresh test bed: `ours` is our binary, `None` upstream's.
-async fn run_one(args: &Args, work: &Path, ours: Option<&Path>) -> anyhow::Result<report::Run> {
-    std::fs::create_dir_all(work)?;
-    let policy = work.join("audit-policy.yaml");
-    let log = work.join("audit.log");
-    std::fs::write(&policy, audit::policy(USER))?;
-    let _ = std::fs::remove_file(&log);
-    let tb = Testbed::start(TestbedOptions {
-        force_local: true,
-        extra_apiserver_args: vec![
-            format!("--audit-policy-file={}", policy.display()),
-            format!("--audit-log-path={}", log.display()),
-            "--audit-log-format=json".into(),
-        ],
-        ..Default::default()
-    })
-    .await?;
-    let binary = match ours {
-        Some(p) => p.to_path_buf(),
-        None => {
-            let p = tb.bin("csi-provisioner");
-            ensure!(
-                p.is_file(),
-                "upstream csi-provisioner not found at {}: run `bash tests/testbed/build.sh upstream`",
-                p.display()
-            );
-            p
+/// Where upstream's csi-provisioner is: in `$CSI_TESTBED_BIN`, else in the
+/// directory `tests/testbed/build.sh core` prints (it builds only the core
+/// set, so upstream's binary is there only if `build.sh upstream` ran).
+fn upstream_binary() -> anyhow::Result<PathBuf> {
+    let dir = match std::env::var(testbed::BIN_ENV) {
+        Ok(d) if !d.is_empty() => PathBuf::from(d),
+        _ => {
+            let o = std::process::Command::new("bash")
+                .arg(testbed::build_script())
+                .arg("core")
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .context("run tests/testbed/build.sh core")?;
+            ensure!(o.status.success(), "tests/testbed/build.sh core failed");
+            let text = String::from_utf8_lossy(&o.stdout);
+            PathBuf::from(
+                text.lines()
+                    .map(str::trim)
+                    .rfind(|l| !l.is_empty())
+                    .unwrap_or(""),
+            )
         }
     };
-    let version = version_of(&binary).await;
-
-    tb.create_namespace(NS).await?;
-    tb.create_csidriver(DRIVER, false).await?;
-    let driver = tb.start_driver(DriverOptions::named(DRIVER)).await?;
-    tb.create_node_with_csinode(
-        "compare-node",
-        DRIVER,
-        driver.node_id(),
-        &[],
-        BTreeMap::new(),
-    )
-    .await?;
-    tb.apply_manifest(
-        &testbed::manifest_path("rbac-csi-provisioner.yaml"),
-        &[("NAMESPACE", NS)],
-    )
-    .await?;
-    let kubeconfig = tb.service_account_kubeconfig(NS, "csi-provisioner").await?;
-    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
-    let admin = tb.admin_client();
-    Api::<StorageClass>::all(admin.clone())
-        .create(&PostParams::default(), &storage_class())
-        .await?;
-
-    let sidecar = tb.spawn(
-        "csi-provisioner",
-        &binary,
-        [
-            format!("--csi-address={}", driver.socket_path().display()),
-            format!("--kubeconfig={kubeconfig}"),
-            format!("--kube-api-qps={}", args.qps),
-            format!("--kube-api-burst={}", args.burst),
-            format!("--worker-threads={}", args.workers),
-            format!("--timeout={}", args.timeout),
-        ],
-        &[("KUBECONFIG", kubeconfig.as_str())],
-    )?;
-    let pid = sidecar.pid();
-    let sampler = measure::Sampler::start(pid);
-    tokio::time::sleep(SETTLE).await;
-    ensure!(
-        sidecar.is_running(),
-        "csi-provisioner exited at start: {}",
-        sidecar.log_tail(30)
-    );
-    let rss_idle_kib = measure::rss_kib(pid).context("no RSS")?;
-
-    // Provision.
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), NS);
-    let cpu0 = measure::cpu_seconds(pid).context("no CPU time")?;
-    let (wall0, t0) = (jiff::Timestamp::now(), Instant::now());
-    futures::stream::iter(0..args.claims)
-        .map(|i| {
-            let pvcs = pvcs.clone();
-            async move {
-                pvcs.create(&PostParams::default(), &claim(&format!("claim-{i}")))
-                    .await
-            }
-        })
-        .buffer_unordered(16)
-        .try_collect::<Vec<_>>()
-        .await?;
-    poll(&format!("{} claims Bound", args.claims), || async {
-        let list = pvcs.list(&ListParams::default()).await?;
-        let bound = list
-            .items
-            .iter()
-            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"));
-        Ok(bound.count() == args.claims)
-    })
-    .await
-    .with_context(|| sidecar.log_tail(30))?;
-    let bound = t0.elapsed();
-    let wall1 = jiff::Timestamp::now();
-    let cpu1 = measure::cpu_seconds(pid).context("no CPU time")?;
-    eprintln!("compare: {} claims Bound in {bound:.1?}", args.claims);
-
-    // Delete.
-    let pvs: Api<PersistentVolume> = Api::all(admin.clone());
-    let conn = Connection::connect(ConnectOptions::new(
-        driver.socket_path().display().to_string(),
-        Duration::from_secs(10),
-    ))
-    .await?;
-    let t1 = Instant::now();
-    pvcs.delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await?;
-    poll("every PV and driver volume gone", || async {
-        let left = pvs
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .any(|pv| {
-                pv.spec
-                    .as_ref()
-                    .and_then(|s| s.claim_ref.as_ref())
-                    .and_then(|c| c.namespace.as_deref())
-                    == Some(NS)
-            });
-        Ok(!left && driver_volume_count(&conn).await? == 0)
-    })
-    .await
-    .with_context(|| sidecar.log_tail(30))?;
-    let deleted = t1.elapsed();
-    let wall2 = jiff::Timestamp::now();
-    let cpu2 = measure::cpu_seconds(pid).context("no CPU time")?;
-    let rss_end_kib = measure::rss_kib(pid).context("no RSS")?;
-    eprintln!("compare: deleted in {deleted:.1?}");
-    let (rss_peak_kib, samples) = (sampler.peak_kib(), sampler.count());
-    drop(sampler);
-
-    tokio::task::block_in_place(|| sidecar.stop(Duration::from_secs(10)));
-    let exit = sidecar
-        .exit_status()
-        .map_or("still running".to_string(), |s| s.to_string());
-    // The log backend writes synchronously; give the closing watches a moment.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let text = std::fs::read_to_string(&log).with_context(|| format!("read {}", log.display()))?;
-    let requests = audit::count(&text, USER);
-    drop(tb);
-    Ok(report::Run {
-        binary: binary.display().to_string(),
-        version,
-        claims: args.claims,
-        bound,
-        deleted,
-        rss_idle_kib,
-        rss_peak_kib: rss_peak_kib.max(rss_idle_kib).max(rss_end_kib),
-        rss_end_kib,
-        samples,
-        cpu_provision: cpu1 - cpu0,
-        cpu_delete: cpu2 - cpu1,
-        requests_provision: requests.between(wall0, wall1),
-        requests_delete: requests.between(wall1, wall2),
-        requests,
-        exit,
-    })
-}
-
-async fn poll<F, Fut>(what: &str, mut done: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + PHASE_LIMIT;
-    while !done().await? {
-        if Instant::now() > deadline {
-            bail!("timed out after {PHASE_LIMIT:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Ok(())
-}
-
-async fn driver_volume_count(conn: &Connection) -> anyhow::Result<usize> {
-    let (mut n, mut token) = (0, String::new());
-    loop {
-        let resp = conn
-            .list_volumes(ListVolumesRequest {
-                starting_token: token,
-                ..Default::default()
-            })
-            .await
-            .context("ListVolumes")?;
-        n += resp.entries.len();
-        if resp.next_token.is_empty() {
-            return Ok(n);
-        }
-        token = resp.next_token;
-    }
-}
-
-fn storage_class() -> StorageClass {
-    StorageClass {
-        metadata: ObjectMeta {
-            name: Some(CLASS.into()),
-            ..Default::default()
-        },
-        provisioner: DRIVER.into(),
-        reclaim_policy: Some("Delete".into()),
-        volume_binding_mode: Some("Immediate".into()),
-        ..Default::default()
-    }
-}
-
-fn claim(name: &str) -> PersistentVolumeClaim {
-    PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: Some(CLASS.into()),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".into(), Quantity("1Mi".into()))])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// First line of `<binary> --version`.
-async fn version_of(binary: &Path) -> String {
-    match tokio::process::Command::new(binary)
-        .arg("--version")
-        .output()
-        .await
-    {
-        Ok(o) => String::from_utf8_lossy(if o.stdout.is_empty() {
-            &o.stderr
-        } else {
-            &o.stdout
-        })
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string(),
-        Err(e) => format!("(--version failed: {e})"),
-    }
+    Ok(dir.join("csi-provisioner"))
 }
 
 fn git_commit() -> String {

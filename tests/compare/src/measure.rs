@@ -1,7 +1,7 @@
 //! Resource use of one process from `/proc/<pid>/status` and `/proc/<pid>/stat`.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Clock ticks per second (`getconf CLK_TCK`, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -31,15 +31,16 @@ fn parse_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / TICKS_PER_SECOND)
 }
 
-/// RSS samples taken every 200 ms by a background task until dropped.
+/// RSS samples taken every 200 ms by a background task until dropped, each
+/// with its time since [`Sampler::start`].
 pub struct Sampler {
-    samples: Arc<Mutex<Vec<u64>>>,
+    samples: Arc<Mutex<Vec<(f64, u64)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Sampler {
-    /// Starts sampling `pid`.
-    pub fn start(pid: u32) -> Sampler {
+    /// Starts sampling `pid`; `t0` is the time the series is measured from.
+    pub fn start(pid: u32, t0: Instant) -> Sampler {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let out = samples.clone();
         let task = tokio::spawn(async move {
@@ -47,7 +48,8 @@ impl Sampler {
             loop {
                 tick.tick().await;
                 if let Some(rss) = rss_kib(pid) {
-                    out.lock().expect("sampler lock").push(rss);
+                    let t = t0.elapsed().as_secs_f64();
+                    out.lock().expect("sampler lock").push((t, rss));
                 }
             }
         });
@@ -57,12 +59,13 @@ impl Sampler {
     /// The largest RSS sampled so far, in KiB.
     pub fn peak_kib(&self) -> u64 {
         let s = self.samples.lock().expect("sampler lock");
-        s.iter().copied().max().unwrap_or(0)
+        s.iter().map(|(_, k)| *k).max().unwrap_or(0)
     }
 
-    /// How many samples were taken.
-    pub fn count(&self) -> usize {
-        self.samples.lock().expect("sampler lock").len()
+    /// `(seconds since start, MiB)` of every sample so far.
+    pub fn series_mib(&self) -> Vec<(f64, f64)> {
+        let s = self.samples.lock().expect("sampler lock");
+        s.iter().map(|(t, k)| (*t, *k as f64 / 1024.0)).collect()
     }
 }
 
@@ -80,6 +83,16 @@ mod tests {
     fn parses_utime_and_stime() {
         let stat = "1234 (csi provisioner) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 100 0 0";
         assert_eq!(parse_cpu_seconds(stat), Some(3.0));
+    }
+
+    #[tokio::test]
+    async fn sampler_keeps_a_time_series() {
+        let s = Sampler::start(std::process::id(), Instant::now());
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let series = s.series_mib();
+        assert!(series.len() >= 2, "{series:?}");
+        assert!(series.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(series.iter().all(|(_, mib)| *mib > 0.0));
     }
 
     #[test]

@@ -1,47 +1,14 @@
-//! The Markdown report.
+//! The Markdown report: a header saying what ran where, then one section
+//! per scenario with a table (ours, upstream, ratio), API requests per
+//! volume by verb and resource, notes and the charts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::time::Duration;
 
-use crate::audit::Requests;
+use crate::scenarios::{Outcome, Scenario};
+use crate::stats::{cell, spread};
 
-/// Everything measured for one implementation.
-#[derive(Debug, Clone)]
-pub struct Run {
-    /// The binary that ran.
-    pub binary: String,
-    /// Its `--version` output.
-    pub version: String,
-    /// Claims created.
-    pub claims: usize,
-    /// First create → all claims Bound.
-    pub bound: Duration,
-    /// delete_collection → no PV of the namespace and no driver volume left.
-    pub deleted: Duration,
-    /// RSS after start, before the claims (KiB).
-    pub rss_idle_kib: u64,
-    /// Largest sampled RSS (KiB).
-    pub rss_peak_kib: u64,
-    /// RSS after the delete phase (KiB).
-    pub rss_end_kib: u64,
-    /// RSS samples taken.
-    pub samples: usize,
-    /// CPU seconds during the provision phase.
-    pub cpu_provision: f64,
-    /// CPU seconds during the delete phase.
-    pub cpu_delete: f64,
-    /// The sidecar's API requests, whole run.
-    pub requests: Requests,
-    /// Requests received during the provision phase.
-    pub requests_provision: u64,
-    /// Requests received during the delete phase.
-    pub requests_delete: u64,
-    /// How the process ended on SIGTERM.
-    pub exit: String,
-}
-
-/// What the report says about the run as a whole.
+/// What the report says about the invocation as a whole.
 #[derive(Debug, Clone)]
 pub struct Header {
     /// The command line.
@@ -52,169 +19,218 @@ pub struct Header {
     pub date: String,
     /// Which build of ours ran and from which commit.
     pub ours_build: String,
-    /// QPS, burst, workers, timeout.
+    /// Flags, rounds and order.
     pub settings: String,
+    /// `label: version (binary)` of each implementation that ran.
+    pub binaries: Vec<String>,
+    /// Remarks on the invocation (e.g. upstream not run).
+    pub notes: Vec<String>,
 }
 
-/// A row of the figures table: name, value of a run, decimals.
-type Figure = (&'static str, fn(&Run) -> f64, usize);
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
+/// One scenario's results.
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// Which scenario.
+    pub scenario: Scenario,
+    /// What it did, one paragraph.
+    pub description: String,
+    /// Outcomes by implementation label (`ours`, `upstream`), one per round.
+    pub runs: BTreeMap<&'static str, Vec<Outcome>>,
+    /// `(title, file name next to the report)` of its charts.
+    pub plots: Vec<(String, String)>,
 }
 
-fn row(out: &mut String, name: &str, up: Option<f64>, ours: Option<f64>, prec: usize) {
-    let cell = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.prec$}"));
-    let ratio = match (up, ours) {
-        (Some(u), Some(o)) if u > 0.0 => format!("{:.2}", o / u),
-        _ => "—".into(),
-    };
-    let _ = writeln!(out, "| {name} | {} | {} | {ratio} |", cell(up), cell(ours));
+const ORDER: [&str; 2] = ["ours", "upstream"];
+
+fn figure_values(runs: Option<&Vec<Outcome>>, name: &str) -> Vec<f64> {
+    runs.map(|rs| {
+        rs.iter()
+            .filter_map(|o| o.figures.iter().find(|f| f.name == name).map(|f| f.value))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
-/// Renders the report; either run may be missing (`--only`).
-pub fn render(h: &Header, up: Option<&Run>, ours: Option<&Run>) -> String {
+/// Renders the whole report.
+pub fn render(h: &Header, sections: &[Section]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# csi-provisioner: ours vs upstream\n");
     let _ = writeln!(s, "- command: `{}`", h.command);
     let _ = writeln!(s, "- date: {}", h.date);
     let _ = writeln!(s, "- machine: {}", h.machine);
     let _ = writeln!(s, "- settings: {}", h.settings);
-    for (name, r) in [("upstream", up), ("ours", ours)] {
-        if let Some(r) = r {
-            let _ = writeln!(s, "- {name}: `{}` (`{}`)", r.version, r.binary);
-        }
+    for b in &h.binaries {
+        let _ = writeln!(s, "- {b}");
     }
     let _ = writeln!(s, "- ours built as: {}", h.ours_build);
+    for n in &h.notes {
+        let _ = writeln!(s, "- note: {n}");
+    }
     let _ = writeln!(
         s,
-        "\nEach implementation ran on a fresh local test bed (etcd, kube-apiserver, \
-         kube-controller-manager, csi-testdriver) as the ServiceAccount \
-         `compare/csi-provisioner` with upstream's RBAC. Every figure below was \
-         measured in this run.\n"
+        "\nEach run used a fresh local test bed (etcd, kube-apiserver, kube-controller-manager, \
+         csi-testdriver), the sidecar running as the ServiceAccount `compare/csi-provisioner` \
+         with upstream's RBAC. API requests are the sidecar's, from the API server's audit log. \
+         With several rounds a cell reads `median (min–max)`; the ratio is of the medians."
     );
-    let _ = writeln!(s, "| figure | upstream | ours | ratio (ours/upstream) |");
-    let _ = writeln!(s, "|---|---:|---:|---:|");
-    let f = |g: fn(&Run) -> f64| (up.map(g), ours.map(g));
-    let rows: [Figure; 14] = [
-        ("claims", |r| r.claims as f64, 0),
-        ("time to all Bound (s)", |r| r.bound.as_secs_f64(), 1),
-        (
-            "throughput (volumes/s)",
-            |r| r.claims as f64 / r.bound.as_secs_f64(),
-            2,
-        ),
-        ("delete time (s)", |r| r.deleted.as_secs_f64(), 1),
-        ("API requests, whole run", |r| r.requests.total() as f64, 0),
-        (
-            "API requests per claim, whole run",
-            |r| r.requests.total() as f64 / r.claims as f64,
-            2,
-        ),
-        (
-            "API requests, provision phase",
-            |r| r.requests_provision as f64,
-            0,
-        ),
-        (
-            "API requests, delete phase",
-            |r| r.requests_delete as f64,
-            0,
-        ),
-        ("RSS idle (MiB)", |r| mib(r.rss_idle_kib), 1),
-        ("RSS peak (MiB)", |r| mib(r.rss_peak_kib), 1),
-        ("RSS end (MiB)", |r| mib(r.rss_end_kib), 1),
-        ("CPU provision phase (s)", |r| r.cpu_provision, 2),
-        ("CPU delete phase (s)", |r| r.cpu_delete, 2),
-        ("RSS samples (every 200 ms)", |r| r.samples as f64, 0),
-    ];
-    for (name, g, prec) in rows {
-        let (u, o) = f(g);
-        row(&mut s, name, u, o, prec);
-    }
-    let exit = |r: Option<&Run>| r.map_or("—".to_string(), |r| r.exit.clone());
-    let _ = writeln!(s, "| exit on SIGTERM | {} | {} | |", exit(up), exit(ours));
-
-    let _ = writeln!(s, "\n## API requests by verb and resource (whole run)\n");
-    let _ = writeln!(s, "| verb | resource | code | upstream | ours |");
-    let _ = writeln!(s, "|---|---|---|---:|---:|");
-    let keys: BTreeSet<_> = [up, ours]
-        .into_iter()
-        .flatten()
-        .flat_map(|r| r.requests.by_verb_resource.keys().cloned())
-        .collect();
-    let get = |r: Option<&Run>, k| {
-        r.map_or("—".to_string(), |r| {
-            r.requests
-                .by_verb_resource
-                .get(k)
-                .copied()
-                .unwrap_or(0)
-                .to_string()
-        })
-    };
-    for k in &keys {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} |",
-            k.0,
-            k.1,
-            k.2,
-            get(up, k),
-            get(ours, k)
-        );
+    for sec in sections {
+        render_section(&mut s, sec);
     }
     s
+}
+
+fn render_section(s: &mut String, sec: &Section) {
+    let _ = writeln!(s, "\n## {}\n\n{}\n", sec.scenario.name(), sec.description);
+    let rounds: Vec<String> = ORDER
+        .iter()
+        .filter_map(|l| {
+            sec.runs
+                .get(l)
+                .map(|r| format!("{l}: {} round(s)", r.len()))
+        })
+        .collect();
+    let _ = writeln!(s, "Runs: {}.\n", rounds.join(", "));
+    let _ = writeln!(s, "| figure | ours | upstream | ratio (ours/upstream) |");
+    let _ = writeln!(s, "|---|---:|---:|---:|");
+    let mut names: Vec<(&'static str, usize)> = Vec::new();
+    for f in sec.runs.values().flatten().flat_map(|o| o.figures.iter()) {
+        if !names.iter().any(|(n, _)| *n == f.name) {
+            names.push((f.name, f.decimals));
+        }
+    }
+    for (name, dec) in names {
+        let ours = spread(&figure_values(sec.runs.get("ours"), name));
+        let up = spread(&figure_values(sec.runs.get("upstream"), name));
+        let ratio = match (ours, up) {
+            (Some(o), Some(u)) if u.median != 0.0 => format!("{:.2}", o.median / u.median),
+            _ => "—".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {ratio} |",
+            cell(ours, dec),
+            cell(up, dec)
+        );
+    }
+
+    let keys: BTreeSet<&String> = sec
+        .runs
+        .values()
+        .flatten()
+        .flat_map(|o| o.requests_per_volume.keys())
+        .collect();
+    if !keys.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nAPI requests per volume by verb and resource (whole run, all response codes):\n"
+        );
+        let _ = writeln!(s, "| verb resource | ours | upstream |");
+        let _ = writeln!(s, "|---|---:|---:|");
+        for k in keys {
+            let per = |label: &str| {
+                let v: Vec<f64> = sec
+                    .runs
+                    .get(label)
+                    .map(|rs| {
+                        rs.iter()
+                            .map(|o| o.requests_per_volume.get(k).copied().unwrap_or(0.0))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                cell(spread(&v), 2)
+            };
+            let _ = writeln!(s, "| {k} | {} | {} |", per("ours"), per("upstream"));
+        }
+    }
+
+    let mut notes = Vec::new();
+    for label in ORDER {
+        for (i, o) in sec.runs.get(label).into_iter().flatten().enumerate() {
+            for n in &o.notes {
+                notes.push(format!("- {label}, round {}: {n}", i + 1));
+            }
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(s, "\n{}", notes.join("\n"));
+    }
+    for (title, file) in &sec.plots {
+        let _ = writeln!(s, "\n![{title}]({file})");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(secs: u64, req: u64) -> Run {
-        let mut requests = Requests::default();
-        requests.by_verb_resource.insert(
-            ("create".into(), "persistentvolumes".into(), "201".into()),
-            req,
-        );
-        Run {
-            binary: "/bin/x".into(),
-            version: "x v1".into(),
-            claims: 10,
-            bound: Duration::from_secs(secs),
-            deleted: Duration::from_secs(secs),
-            rss_idle_kib: 10240,
-            rss_peak_kib: 20480,
-            rss_end_kib: 15360,
-            samples: 5,
-            cpu_provision: 1.0,
-            cpu_delete: 0.5,
-            requests,
-            requests_provision: req,
-            requests_delete: 0,
-            exit: "exit status: 0".into(),
+    fn outcome(bound: f64, per_volume: f64) -> Outcome {
+        let mut o = Outcome::default();
+        o.fig("time to all Bound (s)", bound, 1);
+        o.requests_per_volume
+            .insert("create persistentvolumes".into(), per_volume);
+        o.notes.push("exit on SIGTERM: exit status: 0".into());
+        o
+    }
+
+    fn header() -> Header {
+        Header {
+            command: "compare --claims 10".into(),
+            machine: "2 cores".into(),
+            date: "today".into(),
+            ours_build: "release".into(),
+            settings: "qps 5".into(),
+            binaries: vec!["ours: x v1 (`/bin/x`)".into()],
+            notes: vec![],
         }
     }
 
     #[test]
-    fn renders_ratios_and_breakdown() {
-        let h = Header {
-            command: "compare --claims 10".into(),
-            machine: "2 cores".into(),
-            date: "today".into(),
-            ours_build: "debug".into(),
-            settings: "qps 5".into(),
+    fn renders_medians_ranges_and_ratios() {
+        let sec = Section {
+            scenario: Scenario::Throughput,
+            description: "N claims.".into(),
+            runs: BTreeMap::from([
+                (
+                    "ours",
+                    vec![outcome(10.0, 1.0), outcome(30.0, 1.0), outcome(20.0, 2.0)],
+                ),
+                ("upstream", vec![outcome(40.0, 1.0)]),
+            ]),
+            plots: vec![("claims Bound".into(), "x-throughput-bound.svg".into())],
         };
-        let md = render(&h, Some(&run(10, 20)), Some(&run(20, 30)));
+        let md = render(&header(), &[sec]);
+        assert!(md.contains("## throughput\n\nN claims."), "{md}");
         assert!(
-            md.contains("| time to all Bound (s) | 10.0 | 20.0 | 2.00 |"),
+            md.contains("| time to all Bound (s) | 20.0 (10.0–30.0) | 40.0 | 0.50 |"),
             "{md}"
         );
-        assert!(md.contains("| API requests per claim, whole run | 2.00 | 3.00 | 1.50 |"));
-        assert!(md.contains("| RSS peak (MiB) | 20.0 | 20.0 | 1.00 |"));
-        assert!(md.contains("| create | persistentvolumes | 201 | 20 | 30 |"));
-        let only = render(&h, None, Some(&run(20, 30)));
-        assert!(only.contains("| time to all Bound (s) | — | 20.0 | — |"));
-        assert!(only.contains("| create | persistentvolumes | 201 | — | 30 |"));
+        assert!(
+            md.contains("| create persistentvolumes | 1.00 (1.00–2.00) | 1.00 |"),
+            "{md}"
+        );
+        assert!(md.contains("- ours, round 3: exit on SIGTERM"), "{md}");
+        assert!(
+            md.contains("![claims Bound](x-throughput-bound.svg)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Runs: ours: 3 round(s), upstream: 1 round(s)."),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn missing_implementation_shows_dashes() {
+        let sec = Section {
+            scenario: Scenario::Kill,
+            description: "d".into(),
+            runs: BTreeMap::from([("ours", vec![outcome(5.0, 1.0)])]),
+            plots: vec![],
+        };
+        let md = render(&header(), &[sec]);
+        assert!(
+            md.contains("| time to all Bound (s) | 5.0 | — | — |"),
+            "{md}"
+        );
     }
 }
