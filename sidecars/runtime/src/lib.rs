@@ -11,6 +11,7 @@
 //! * [`leader`]: Lease leader election interoperable with client-go.
 //! * [`backoff`]: per-object exponential failure backoff.
 //! * [`events`]: core/v1 Event recorder.
+//! * [`migration`]: CSI migration of in-tree volumes (csi-translation-lib).
 //! * [`shutdown`]: resolves on SIGTERM or SIGINT.
 //!
 //! Every fallible operation returns [`Error`].
@@ -23,6 +24,7 @@ pub mod http;
 pub mod kube_client;
 pub mod leader;
 pub mod logging;
+pub mod migration;
 pub mod process_metrics;
 pub mod shutdown;
 #[cfg(test)]
