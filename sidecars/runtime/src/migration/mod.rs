@@ -22,14 +22,21 @@
 //! | `kubernetes.io/gce-pd` | `pd.csi.storage.gke.io` | `topology.gke.io/zone` |
 //! | `kubernetes.io/azure-disk` | `disk.csi.azure.com` | `topology.disk.csi.azure.com/zone` |
 //! | `kubernetes.io/azure-file` | `file.csi.azure.com` | none |
+//! | `kubernetes.io/cinder` | `cinder.csi.openstack.org` | `topology.cinder.csi.openstack.org/zone` |
+//! | `kubernetes.io/vsphere-volume` | `csi.vsphere.vmware.com` | `topology.csi.vmware.com/zone` and `…/region` |
+//! | `kubernetes.io/portworx-volume` | `pxd.portworx.com` | none |
 //!
 //! The per-plugin modules describe exactly what each translation changes. The
 //! behaviour follows the csi-translation-lib of Kubernetes 1.34, with these
 //! deliberate differences:
 //!
+//! * Nothing panics: a vSphere in-line volume with a storage policy (a nil
+//!   dereference upstream) is translated with that policy.
 //! * Where upstream's result depends on Go's random map order, this one is
 //!   deterministic or an error: a StorageClass with two zone parameters
 //!   (`zone` and `zones`) is rejected, as the in-tree provisioners did.
+//! * A vSphere CSI PV without the `initialvolumefilepath` attribute is an error
+//!   instead of an in-tree PV with an empty (invalid) volume path.
 //! * Partition attributes equal to `0` or empty mean "no partition" in both
 //!   directions, so `partition` stays absent as Go's zero value would be.
 //! * The retired RBD and CephFS translations are not included.
@@ -39,10 +46,13 @@
 mod aws_ebs;
 mod azure_disk;
 mod azure_file;
+mod cinder;
 mod gce_pd;
+mod portworx;
 #[cfg(test)]
 mod testutil;
 mod topology;
+mod vsphere;
 
 use k8s_openapi::api::core::v1::{CSIPersistentVolumeSource, PersistentVolume, Volume};
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -110,6 +120,14 @@ pub enum TranslationError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A CSI volume attribute that the in-tree source needs is absent.
+    #[error("{driver} volume attribute {key:?} is missing")]
+    MissingVolumeAttribute {
+        /// The CSI driver.
+        driver: &'static str,
+        /// The attribute name.
+        key: &'static str,
+    },
     /// Zones from which no (single) region or node affinity can be derived.
     #[error("invalid zones {zones:?}: {reason}")]
     InvalidZones {
@@ -141,15 +159,21 @@ pub type Result<T, E = TranslationError> = std::result::Result<T, E>;
 enum Plugin {
     GcePd,
     AwsEbs,
+    Cinder,
     AzureDisk,
     AzureFile,
+    VSphere,
+    Portworx,
 }
 
-const PLUGINS: [Plugin; 4] = [
+const PLUGINS: [Plugin; 7] = [
     Plugin::GcePd,
     Plugin::AwsEbs,
+    Plugin::Cinder,
     Plugin::AzureDisk,
     Plugin::AzureFile,
+    Plugin::VSphere,
+    Plugin::Portworx,
 ];
 
 impl Plugin {
@@ -157,8 +181,11 @@ impl Plugin {
         match self {
             Plugin::GcePd => gce_pd::IN_TREE_NAME,
             Plugin::AwsEbs => aws_ebs::IN_TREE_NAME,
+            Plugin::Cinder => cinder::IN_TREE_NAME,
             Plugin::AzureDisk => azure_disk::IN_TREE_NAME,
             Plugin::AzureFile => azure_file::IN_TREE_NAME,
+            Plugin::VSphere => vsphere::IN_TREE_NAME,
+            Plugin::Portworx => portworx::IN_TREE_NAME,
         }
     }
 
@@ -166,8 +193,11 @@ impl Plugin {
         match self {
             Plugin::GcePd => gce_pd::DRIVER_NAME,
             Plugin::AwsEbs => aws_ebs::DRIVER_NAME,
+            Plugin::Cinder => cinder::DRIVER_NAME,
             Plugin::AzureDisk => azure_disk::DRIVER_NAME,
             Plugin::AzureFile => azure_file::DRIVER_NAME,
+            Plugin::VSphere => vsphere::DRIVER_NAME,
+            Plugin::Portworx => portworx::DRIVER_NAME,
         }
     }
 
@@ -184,8 +214,11 @@ impl Plugin {
         PLUGINS.into_iter().find(|p| match p {
             Plugin::GcePd => spec.gce_persistent_disk.is_some(),
             Plugin::AwsEbs => spec.aws_elastic_block_store.is_some(),
+            Plugin::Cinder => spec.cinder.is_some(),
             Plugin::AzureDisk => spec.azure_disk.is_some(),
             Plugin::AzureFile => spec.azure_file.is_some(),
+            Plugin::VSphere => spec.vsphere_volume.is_some(),
+            Plugin::Portworx => spec.portworx_volume.is_some(),
         })
     }
 
@@ -193,8 +226,11 @@ impl Plugin {
         PLUGINS.into_iter().find(|p| match p {
             Plugin::GcePd => volume.gce_persistent_disk.is_some(),
             Plugin::AwsEbs => volume.aws_elastic_block_store.is_some(),
+            Plugin::Cinder => volume.cinder.is_some(),
             Plugin::AzureDisk => volume.azure_disk.is_some(),
             Plugin::AzureFile => volume.azure_file.is_some(),
+            Plugin::VSphere => volume.vsphere_volume.is_some(),
+            Plugin::Portworx => volume.portworx_volume.is_some(),
         })
     }
 }
@@ -263,8 +299,8 @@ pub fn plugin_name_for_pv(pv: &PersistentVolume) -> Option<&'static str> {
 /// for the CSI driver: parameters renamed or added as the driver expects them
 /// (e.g. `fstype` → `csi.storage.k8s.io/fstype`), `zone`/`zones` turned into
 /// `allowedTopologies` under the driver's topology key, and zone keys in
-/// existing `allowedTopologies` renamed to it. `provisioner` is left as is.
-/// See each plugin module for details.
+/// existing `allowedTopologies` renamed to it. `provisioner` is left as is
+/// except for Portworx. See each plugin module for details.
 ///
 /// Errors: [`TranslationError::UnknownInTreePlugin`] for a name without
 /// migration; [`TranslationError::InvalidStorageClass`] when zone parameters
@@ -281,8 +317,11 @@ pub fn translate_in_tree_storage_class_to_csi(
     match plugin {
         Plugin::GcePd => gce_pd::storage_class_to_csi(sc),
         Plugin::AwsEbs => aws_ebs::storage_class_to_csi(sc),
+        Plugin::Cinder => cinder::storage_class_to_csi(sc),
         Plugin::AzureDisk => azure_disk::storage_class_to_csi(sc),
         Plugin::AzureFile => Ok(sc),
+        Plugin::VSphere => vsphere::storage_class_to_csi(sc),
+        Plugin::Portworx => Ok(portworx::storage_class_to_csi(sc)),
     }
 }
 
@@ -304,8 +343,11 @@ pub fn translate_in_tree_pv_to_csi(pv: &PersistentVolume) -> Result<PersistentVo
     match plugin {
         Plugin::GcePd => gce_pd::pv_to_csi(pv),
         Plugin::AwsEbs => aws_ebs::pv_to_csi(pv),
+        Plugin::Cinder => cinder::pv_to_csi(pv),
         Plugin::AzureDisk => azure_disk::pv_to_csi(pv),
         Plugin::AzureFile => azure_file::pv_to_csi(pv),
+        Plugin::VSphere => vsphere::pv_to_csi(pv),
+        Plugin::Portworx => portworx::pv_to_csi(pv),
     }
 }
 
@@ -332,8 +374,11 @@ pub fn translate_csi_pv_to_in_tree(pv: &PersistentVolume) -> Result<PersistentVo
     match plugin {
         Plugin::GcePd => gce_pd::pv_to_in_tree(pv),
         Plugin::AwsEbs => aws_ebs::pv_to_in_tree(pv),
+        Plugin::Cinder => cinder::pv_to_in_tree(pv),
         Plugin::AzureDisk => azure_disk::pv_to_in_tree(pv),
         Plugin::AzureFile => azure_file::pv_to_in_tree(pv),
+        Plugin::VSphere => vsphere::pv_to_in_tree(pv),
+        Plugin::Portworx => portworx::pv_to_in_tree(pv),
     }
 }
 
@@ -357,8 +402,11 @@ pub fn translate_in_tree_inline_volume_to_csi(
     let mut pv = match plugin {
         Plugin::GcePd => gce_pd::inline_to_csi(volume),
         Plugin::AwsEbs => aws_ebs::inline_to_csi(volume),
+        Plugin::Cinder => cinder::inline_to_csi(volume),
         Plugin::AzureDisk => azure_disk::inline_to_csi(volume),
         Plugin::AzureFile => azure_file::inline_to_csi(volume, pod_namespace),
+        Plugin::VSphere => vsphere::inline_to_csi(volume),
+        Plugin::Portworx => portworx::inline_to_csi(volume),
     }?;
     pv.spec
         .get_or_insert_default()
@@ -437,14 +485,18 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
         AWSElasticBlockStoreVolumeSource, AzureDiskVolumeSource, AzureFileVolumeSource,
-        GCEPersistentDiskVolumeSource, PersistentVolumeSpec,
+        CinderPersistentVolumeSource, CinderVolumeSource, GCEPersistentDiskVolumeSource,
+        PersistentVolumeSpec, PortworxVolumeSource, VsphereVirtualDiskVolumeSource,
     };
 
-    const PAIRS: [(&str, &str); 4] = [
+    const PAIRS: [(&str, &str); 7] = [
         ("kubernetes.io/aws-ebs", "ebs.csi.aws.com"),
         ("kubernetes.io/gce-pd", "pd.csi.storage.gke.io"),
         ("kubernetes.io/azure-disk", "disk.csi.azure.com"),
         ("kubernetes.io/azure-file", "file.csi.azure.com"),
+        ("kubernetes.io/cinder", "cinder.csi.openstack.org"),
+        ("kubernetes.io/vsphere-volume", "csi.vsphere.vmware.com"),
+        ("kubernetes.io/portworx-volume", "pxd.portworx.com"),
     ];
 
     #[test]
@@ -515,6 +567,17 @@ mod tests {
                 }),
             ),
             (
+                "kubernetes.io/cinder",
+                pv_with(PersistentVolumeSpec {
+                    cinder: Some(CinderPersistentVolumeSource {
+                        volume_id: "vol1".into(),
+                        fs_type: some("ext4"),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            ),
+            (
                 "kubernetes.io/azure-disk",
                 pv_with(PersistentVolumeSpec {
                     azure_disk: Some(AzureDiskVolumeSource {
@@ -524,6 +587,17 @@ mod tests {
                         fs_type: some("xfs"),
                         kind: some("Managed"),
                         read_only: Some(false),
+                    }),
+                    ..Default::default()
+                }),
+            ),
+            (
+                "kubernetes.io/portworx-volume",
+                pv_with(PersistentVolumeSpec {
+                    portworx_volume: Some(PortworxVolumeSource {
+                        volume_id: "px-1".into(),
+                        fs_type: some("ext4"),
+                        read_only: None,
                     }),
                     ..Default::default()
                 }),
@@ -555,13 +629,22 @@ mod tests {
 
     #[test]
     fn every_plugin_is_recognised_on_pvs_and_inline_volumes() {
-        let spec_cases: Vec<(&str, PersistentVolumeSpec)> = vec![(
-            "kubernetes.io/azure-file",
-            PersistentVolumeSpec {
-                azure_file: Some(Default::default()),
-                ..Default::default()
-            },
-        )];
+        let spec_cases: Vec<(&str, PersistentVolumeSpec)> = vec![
+            (
+                "kubernetes.io/azure-file",
+                PersistentVolumeSpec {
+                    azure_file: Some(Default::default()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "kubernetes.io/vsphere-volume",
+                PersistentVolumeSpec {
+                    vsphere_volume: Some(Default::default()),
+                    ..Default::default()
+                },
+            ),
+        ];
         let mut all: Vec<(&str, PersistentVolume)> = in_tree_pvs();
         all.extend(spec_cases.into_iter().map(|(n, s)| (n, pv_with(s))));
         assert_eq!(all.len(), PAIRS.len());
@@ -619,6 +702,13 @@ mod tests {
                 ..base("ebs")
             },
             Volume {
+                cinder: Some(CinderVolumeSource {
+                    volume_id: "c-a".into(),
+                    ..Default::default()
+                }),
+                ..base("cinder")
+            },
+            Volume {
                 azure_disk: Some(AzureDiskVolumeSource {
                     disk_name: "d-a".into(),
                     disk_uri: "uri-a".into(),
@@ -634,6 +724,20 @@ mod tests {
                 }),
                 ..base("azurefile")
             },
+            Volume {
+                vsphere_volume: Some(VsphereVirtualDiskVolumeSource {
+                    volume_path: "[ds] kubevols/a.vmdk".into(),
+                    ..Default::default()
+                }),
+                ..base("vsphere")
+            },
+            Volume {
+                portworx_volume: Some(PortworxVolumeSource {
+                    volume_id: "px-a".into(),
+                    ..Default::default()
+                }),
+                ..base("portworx")
+            },
         ]
     }
 
@@ -646,11 +750,20 @@ mod tests {
             if let Some(s) = &mut v.aws_elastic_block_store {
                 s.volume_id = "vol-0b".into();
             }
+            if let Some(s) = &mut v.cinder {
+                s.volume_id = "c-b".into();
+            }
             if let Some(s) = &mut v.azure_disk {
                 s.disk_uri = "uri-b".into();
             }
             if let Some(s) = &mut v.azure_file {
                 s.share_name = "share-b".into();
+            }
+            if let Some(s) = &mut v.vsphere_volume {
+                s.volume_path = "[ds] kubevols/b.vmdk".into();
+            }
+            if let Some(s) = &mut v.portworx_volume {
+                s.volume_id = "px-b".into();
             }
         }
         volumes
@@ -733,9 +846,12 @@ mod tests {
         let cases = [
             ("kubernetes.io/aws-ebs", Some("ext4")),
             ("kubernetes.io/gce-pd", Some("ext4")),
+            ("kubernetes.io/cinder", Some("ext4")),
+            ("kubernetes.io/vsphere-volume", Some("ext4")),
             // These two keep fstype as it is.
             ("kubernetes.io/azure-disk", None),
             ("kubernetes.io/azure-file", None),
+            ("kubernetes.io/portworx-volume", None),
         ];
         for (in_tree, csi_fs_type) in cases {
             let got = translate_in_tree_storage_class_to_csi(in_tree, &sc).unwrap();
@@ -802,8 +918,18 @@ mod tests {
                 ..Default::default()
             }
         }
+        fn cinder() -> PersistentVolumeSpec {
+            PersistentVolumeSpec {
+                cinder: Some(CinderPersistentVolumeSource {
+                    volume_id: "vol1".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        }
         const GCE: &str = "topology.gke.io/zone";
         const EBS: &str = "topology.ebs.csi.aws.com/zone";
+        const CINDER: &str = "topology.cinder.csi.openstack.org/zone";
         let beta = vec![(ZONE_BETA, "us-east1-a"), (REGION_BETA, "us-east1")];
         let ga = vec![(ZONE_GA, "us-east1-a"), (REGION_GA, "us-east1")];
         let aws_beta = vec![(ZONE_BETA, "us-east-1a"), (REGION_BETA, "us-east-1")];
@@ -901,6 +1027,22 @@ mod tests {
                 terms: vec![vec![(ZONE_GA, &["us-east-2a"])]],
                 csi_key: EBS,
                 want: vec![vec![(EBS, &["us-east-2a"])]],
+            },
+            Case {
+                name: "Cinder zone label",
+                source: cinder,
+                labels: vec![(ZONE_BETA, "nova")],
+                terms: vec![],
+                csi_key: CINDER,
+                want: vec![vec![(CINDER, &["nova"])]],
+            },
+            Case {
+                name: "Cinder labels and affinity",
+                source: cinder,
+                labels: vec![(ZONE_BETA, "nova")],
+                terms: vec![vec![(ZONE_BETA, &["az-2"])]],
+                csi_key: CINDER,
+                want: vec![vec![(CINDER, &["az-2"])]],
             },
         ];
         for case in cases {
