@@ -18,6 +18,7 @@ use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -81,25 +82,115 @@ pub async fn load_config(args: &CommonArgs) -> Result<kube::Config, Error> {
 /// auth, retries of 429/503/504, tracing) with a [`QpsLayer`] in front.
 /// A `user_agent` that is not a valid header value is ignored.
 pub fn client_from_config(
-    mut config: kube::Config,
+    config: kube::Config,
     qps: f64,
     burst: u32,
     user_agent: &str,
 ) -> Result<kube::Client, Error> {
+    let config = with_user_agent(config, user_agent);
+    let builder = ClientBuilder::try_from(config).map_err(Error::ClientBuild)?;
+    Ok(builder.with_layer(&QpsLayer::new(qps, burst)).build())
+}
+
+/// Builds the client of [`client_from_config`] and, sharing its token
+/// bucket, a [`Prepaid`] client for writes that must be based on the
+/// freshest cached version.
+///
+/// Both spend the one `qps`/`burst` budget, so the process's request rate is
+/// what the flags say, as with client-go.
+pub fn clients_from_config(
+    config: kube::Config,
+    qps: f64,
+    burst: u32,
+    user_agent: &str,
+) -> Result<(kube::Client, Prepaid), Error> {
+    let layer = QpsLayer::new(qps, burst);
+    let config = with_user_agent(config, user_agent);
+    let throttled = ClientBuilder::try_from(config.clone())
+        .map_err(Error::ClientBuild)?
+        .with_layer(&layer)
+        .build();
+    let unthrottled = ClientBuilder::try_from(config)
+        .map_err(Error::ClientBuild)?
+        .build();
+    Ok((
+        throttled,
+        Prepaid {
+            budget: layer.budget(),
+            client: unthrottled,
+        },
+    ))
+}
+
+/// A client whose requests are paid for before they are built.
+///
+/// Under client-go's throttle a request waits for its token after its body
+/// is built; with a backlog that is seconds, and an Update built from the
+/// cache meanwhile goes stale and ends in 409 Conflict (one wasted request,
+/// then a retry). Taking the token first with [`ApiBudget::acquire`], then
+/// reading the cache, then sending through [`Prepaid::client`] (which does
+/// not wait again) sends what the cache holds at the moment of sending.
+///
+/// Every request sent through `client` must be preceded by exactly one
+/// `budget.acquire()`.
+#[derive(Clone)]
+pub struct Prepaid {
+    /// The token bucket shared with the throttled client.
+    pub budget: ApiBudget,
+    /// A client without its own throttle.
+    pub client: kube::Client,
+}
+
+impl std::fmt::Debug for Prepaid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepaid")
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle on a [`QpsLayer`]'s token bucket.
+#[derive(Clone, Debug)]
+pub struct ApiBudget {
+    limiter: Option<Arc<Bucket>>,
+}
+
+impl ApiBudget {
+    /// Waits for and spends one token (returns at once when unlimited).
+    pub async fn acquire(&self) {
+        if let Some(l) = &self.limiter {
+            take_token(l.clone()).await;
+        }
+    }
+
+    /// Spends a token only if one is free and no request is waiting for
+    /// one; `true` when spent (always when unlimited). For bookkeeping
+    /// writes that must happen but should not delay the work users wait for
+    /// (a provisioner's PV creates) while the budget is the bottleneck: the
+    /// caller retries later instead of holding a worker.
+    pub fn try_acquire_spare(&self) -> bool {
+        match &self.limiter {
+            None => true,
+            Some(b) => b.waiting.load(Ordering::Acquire) == 0 && b.limiter.check().is_ok(),
+        }
+    }
+}
+
+/// `config` sending `user_agent` (ignored when not a valid header value).
+fn with_user_agent(mut config: kube::Config, user_agent: &str) -> kube::Config {
     if let Ok(v) = HeaderValue::from_str(user_agent) {
         config
             .headers
             .retain(|(k, _)| k != http::header::USER_AGENT);
         config.headers.push((http::header::USER_AGENT, v));
     }
-    let builder = ClientBuilder::try_from(config).map_err(Error::ClientBuild)?;
-    Ok(builder.with_layer(&QpsLayer::new(qps, burst)).build())
+    config
 }
 
 /// A tower layer holding one token bucket shared by every service it wraps.
 #[derive(Clone, Debug)]
 pub struct QpsLayer {
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    limiter: Option<Arc<Bucket>>,
 }
 
 impl QpsLayer {
@@ -115,7 +206,12 @@ impl QpsLayer {
             .then(|| Duration::try_from_secs_f64(1.0 / qps).ok())
             .flatten()
             .and_then(Quota::with_period)
-            .map(|q| Arc::new(RateLimiter::direct(q.allow_burst(burst))));
+            .map(|q| {
+                Arc::new(Bucket {
+                    limiter: RateLimiter::direct(q.allow_burst(burst)),
+                    waiting: AtomicUsize::new(0),
+                })
+            });
         QpsLayer { limiter }
     }
 
@@ -127,6 +223,13 @@ impl QpsLayer {
     /// Whether this layer throttles at all.
     pub fn is_limited(&self) -> bool {
         self.limiter.is_some()
+    }
+
+    /// A handle on this layer's token bucket, for [`Prepaid`] requests.
+    pub fn budget(&self) -> ApiBudget {
+        ApiBudget {
+            limiter: self.limiter.clone(),
+        }
     }
 }
 
@@ -147,7 +250,7 @@ impl<S> tower::Layer<S> for QpsLayer {
 /// is available and the inner service is ready; `call` spends the token.
 pub struct QpsService<S> {
     inner: S,
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    limiter: Option<Arc<Bucket>>,
     wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     // A token taken in poll_ready but not yet spent, kept across an inner
     // not-ready so one request never takes two tokens.
@@ -163,11 +266,38 @@ impl<S> std::fmt::Debug for QpsService<S> {
     }
 }
 
+/// One token bucket and the number of requests waiting on it.
+#[derive(Debug)]
+struct Bucket {
+    limiter: DefaultDirectRateLimiter,
+    waiting: AtomicUsize,
+}
+
+/// Counts one waiter for as long as it lives (a dropped wait included).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::AcqRel);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Waits for one token, sleeping on Tokio's timer rather than governor's own.
-async fn take_token(limiter: Arc<DefaultDirectRateLimiter>) {
+async fn take_token(bucket: Arc<Bucket>) {
     let clock = DefaultClock::default();
+    if bucket.limiter.check().is_ok() {
+        return;
+    }
+    let _waiting = Waiting::new(&bucket.waiting);
     loop {
-        match limiter.check() {
+        match bucket.limiter.check() {
             Ok(()) => return,
             Err(not_until) => tokio::time::sleep(not_until.wait_time_from(clock.now())).await,
         }
@@ -289,6 +419,38 @@ mod tests {
             svc.call(()).await.unwrap();
         }
         assert!(!poll_ready_now(&mut svc));
+    }
+
+    #[tokio::test]
+    async fn the_budget_spends_the_layers_tokens() {
+        let (_, inner) = counting();
+        let layer = QpsLayer::new(0.001, 2);
+        let mut svc = layer.layer(inner);
+        layer.budget().acquire().await;
+        assert!(poll_ready_now(&mut svc), "one token left for the layer");
+        svc.call(()).await.unwrap();
+        assert!(!poll_ready_now(&mut svc), "the budget took the other");
+        // Unlimited: acquiring never waits.
+        for _ in 0..100 {
+            QpsLayer::unlimited().budget().acquire().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spare_token_goes_to_others_first() {
+        let budget = QpsLayer::new(20.0, 2).budget();
+        assert!(budget.try_acquire_spare(), "idle bucket: spare token");
+        budget.acquire().await; // now empty
+        assert!(!budget.try_acquire_spare(), "no token left");
+        let b = budget.clone();
+        let waiter = tokio::spawn(async move { b.acquire().await });
+        // Refilled, but someone waits: the spare request must yield.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!budget.try_acquire_spare());
+        waiter.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(budget.try_acquire_spare(), "nobody waits: taken");
+        assert!(QpsLayer::unlimited().budget().try_acquire_spare());
     }
 
     #[tokio::test]

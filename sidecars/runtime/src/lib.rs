@@ -13,6 +13,8 @@
 //! * [`events`]: core/v1 Event recorder.
 //! * [`migration`]: CSI migration of in-tree volumes (csi-translation-lib).
 //! * [`shutdown`]: resolves on SIGTERM or SIGINT.
+//! * [`own_writes`]: read-your-own-writes over watch caches, so a controller
+//!   does not act again on a version it has already replaced.
 //!
 //! Every fallible operation returns [`Error`].
 
@@ -25,6 +27,7 @@ pub mod kube_client;
 pub mod leader;
 pub mod logging;
 pub mod migration;
+pub mod own_writes;
 pub mod process_metrics;
 pub mod shutdown;
 #[cfg(test)]
