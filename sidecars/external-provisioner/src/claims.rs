@@ -59,6 +59,14 @@ pub(crate) async fn reconcile_claim(
 ) -> Result<Action, Error> {
     let _work = ctx.queue_metrics.start("claims");
     let key = claim_key(&pvc);
+    if ctx.own_writes.is_stale(
+        &pvc.uid().unwrap_or_default(),
+        pvc.resource_version().as_deref(),
+    ) {
+        // Our own write is on its way through the watch and will trigger
+        // the next reconcile; acting on this version would repeat work.
+        return Ok(Action::await_change());
+    }
     if pvc.metadata.deletion_timestamp.is_some()
         && pvc.finalizers().iter().any(|f| f == CLONE_FINALIZER)
     {
@@ -67,9 +75,13 @@ pub(crate) async fn reconcile_claim(
             // Upstream re-checks with backoff until the clones are done.
             return Ok(Action::requeue(ctx.backoff.next_delay(&key)));
         }
-        update_claim(&ctx, &pvc, "release clone protection of", |c| {
-            remove_finalizer(c, CLONE_FINALIZER)
-        })
+        update_claim(
+            &ctx,
+            &pvc,
+            "release clone protection of",
+            Urgency::Now,
+            |c| remove_finalizer(c, CLONE_FINALIZER),
+        )
         .await?;
         ctx.backoff.reset(&key);
         return Ok(Action::await_change());
@@ -79,7 +91,10 @@ pub(crate) async fn reconcile_claim(
     let decision = decide_claim(
         &pvc,
         class.as_deref(),
-        |name| ctx.volumes.get(&ObjectRef::new(name)).is_some(),
+        |name| {
+            ctx.own_writes
+                .exists(name, ctx.volumes.get(&ObjectRef::new(name)).is_some())
+        },
         &ctx.cfg,
     );
     let decision = match decision {
@@ -121,7 +136,17 @@ pub(crate) async fn reconcile_claim(
                 .as_ref()
                 .is_none_or(|n| selected_node(&pvc) == Some(n.name.as_str()));
             if mine {
-                release_intent(&ctx, &pvc).await?;
+                // A claim being deleted waits for this write; a Bound one
+                // does not, so under a throttle with a backlog its release
+                // yields to provisioning, without holding a worker.
+                let urgency = if pvc.metadata.deletion_timestamp.is_some() {
+                    Urgency::Now
+                } else if ctx.prepaid.budget.try_acquire_spare() {
+                    Urgency::Paid
+                } else {
+                    return Ok(Action::requeue(SPARE_TOKEN_RETRY));
+                };
+                release_intent(&ctx, &pvc, urgency).await?;
             }
             Action::await_change()
         }
@@ -386,7 +411,7 @@ async fn become_owner(
         return Ok(Action::requeue(max));
     }
     // Re-checked on every conflict: another node may have claimed it.
-    let claimed = update_claim(ctx, &current, "claim for this node", |c| {
+    let claimed = update_claim(ctx, &current, "claim for this node", Urgency::Now, |c| {
         if selected_node(c).is_some() {
             return false;
         }
@@ -406,7 +431,7 @@ async fn become_owner(
 /// Upstream's Reschedule: drop `volume.kubernetes.io/selected-node` (an
 /// Update, as upstream's RBAC allows) so the scheduler picks another node.
 async fn reschedule(ctx: &Context, pvc: &PersistentVolumeClaim) -> Result<(), Error> {
-    update_claim(ctx, pvc, "remove selected-node from", |c| {
+    update_claim(ctx, pvc, "remove selected-node from", Urgency::Now, |c| {
         c.metadata
             .annotations
             .as_mut()
@@ -476,7 +501,7 @@ async fn clone_content(
         &ctx.cfg.driver_name,
     )?;
     if let Some(source) = source {
-        update_claim(ctx, &source, "protect clone source", |c| {
+        update_claim(ctx, &source, "protect clone source", Urgency::Now, |c| {
             add_finalizer(c, CLONE_FINALIZER)
         })
         .await?;
@@ -604,14 +629,19 @@ async fn create_and_save(
     match check_response(plan, pvc, &ctx.cfg.driver_name, &ctx.identity, &response)? {
         ResponseCheck::Save(pv) => {
             let api = Api::<PersistentVolume>::all(ctx.client.clone());
-            match api.create(&PostParams::default(), &pv).await {
+            let saved = match api.create(&PostParams::default(), &pv).await {
                 Ok(_) => Ok(()),
+                // Saved by an earlier attempt whose answer was lost.
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
                 Err(e) => Err(Error::kube(
                     format!("create PersistentVolume {}", plan.pv_name),
                     e,
                 )),
+            };
+            if saved.is_ok() {
+                ctx.own_writes.created(&plan.pv_name);
             }
+            saved
         }
         ResponseCheck::TooSmall { volume_id, error } => {
             if let Err(e) = delete_volume(ctx, plan, volume_id).await {
@@ -646,7 +676,7 @@ async fn undo(
         }
         Err(e) => return Err(e),
     }
-    release_intent(ctx, pvc).await
+    release_intent(ctx, pvc, Urgency::Now).await
 }
 
 /// Adds [`CREATE_INTENT_FINALIZER`] (see [`update_claim`]) and returns the
@@ -655,17 +685,25 @@ async fn add_intent(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
 ) -> Result<PersistentVolumeClaim, Error> {
-    let written = update_claim(ctx, pvc, "record volume creation on", |c| {
+    let written = update_claim(ctx, pvc, "record volume creation on", Urgency::Now, |c| {
         add_finalizer(c, CREATE_INTENT_FINALIZER)
     })
     .await?;
     Ok(written.unwrap_or_else(|| pvc.clone()))
 }
 
-async fn release_intent(ctx: &Context, pvc: &PersistentVolumeClaim) -> Result<(), Error> {
-    update_claim(ctx, pvc, "release volume creation record on", |c| {
-        remove_finalizer(c, CREATE_INTENT_FINALIZER)
-    })
+async fn release_intent(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    urgency: Urgency,
+) -> Result<(), Error> {
+    update_claim(
+        ctx,
+        pvc,
+        "release volume creation record on",
+        urgency,
+        |c| remove_finalizer(c, CREATE_INTENT_FINALIZER),
+    )
     .await
     .map(|_| ())
 }
@@ -688,15 +726,20 @@ fn remove_finalizer(c: &mut PersistentVolumeClaim, name: &str) -> bool {
     f.len() != before
 }
 
-/// How often a claim edit is re-read and re-applied after a conflict.
-const CONFLICT_RETRIES: usize = 5;
-
 /// Applies `change` to the claim and writes it with an Update carrying the
-/// resourceVersion (upstream's RBAC grants `update` on claims, not `patch`).
-/// On a conflict (the binder or another controller wrote meanwhile) the
-/// claim is re-read and `change` re-applied to the fresh object, so nobody
-/// else's edit is overwritten and a routine race costs one GET instead of a
-/// failed reconcile. `change` returns false when there is nothing to write.
+/// resourceVersion (upstream's RBAC grants `update` on claims, not `patch`),
+/// so nobody else's edit is ever overwritten. `change` returns false when
+/// there is nothing to write.
+///
+/// The request's token is taken before the claim is read (see
+/// [`Prepaid`](sidecar_runtime::kube_client::Prepaid)), so the Update is
+/// built from the newest version the cache holds when it is sent, not the
+/// one the reconcile started from seconds earlier under a throttle.
+///
+/// A 409 means someone else wrote first; their write reaches the cache
+/// through the watch and triggers the next reconcile, which decides again
+/// from it. So a conflict is [`Error::Conflict`], retried from the cache
+/// rather than with a GET of our own.
 ///
 /// Returns the written claim, `None` when nothing needed writing or the
 /// claim is gone.
@@ -704,43 +747,74 @@ async fn update_claim(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
     what: &str,
+    urgency: Urgency,
     change: impl Fn(&mut PersistentVolumeClaim) -> bool,
 ) -> Result<Option<PersistentVolumeClaim>, Error> {
-    let api = Api::<PersistentVolumeClaim>::namespaced(
-        ctx.client.clone(),
-        &pvc.namespace().unwrap_or_default(),
-    );
-    let name = pvc.name_any();
-    let mut current = pvc.clone();
-    for _ in 0..CONFLICT_RETRIES {
-        if !change(&mut current) {
-            return Ok(None);
-        }
-        match api.replace(&name, &PostParams::default(), &current).await {
-            Ok(written) => return Ok(Some(written)),
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
-            Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await {
-                Ok(Some(fresh)) => current = fresh,
-                Ok(None) => return Ok(None),
-                Err(e) => {
-                    return Err(Error::kube(
-                        format!("get PersistentVolumeClaim {}", claim_name(pvc)),
-                        e,
-                    ));
-                }
-            },
-            Err(e) => {
-                return Err(Error::kube(
-                    format!("{what} PersistentVolumeClaim {}", claim_name(pvc)),
-                    e,
-                ));
-            }
-        }
+    let ns = pvc.namespace().unwrap_or_default();
+    let api = Api::<PersistentVolumeClaim>::namespaced(ctx.prepaid.client.clone(), &ns);
+    if urgency == Urgency::Now {
+        ctx.prepaid.budget.acquire().await;
     }
-    Err(Error::Missing(format!(
-        "PersistentVolumeClaim {} kept changing ({what}); retrying",
-        claim_name(pvc)
-    )))
+    let Some(base) = freshest(ctx, pvc) else {
+        return Ok(None);
+    };
+    let mut updated = base.clone();
+    if !change(&mut updated) {
+        return Ok(None);
+    }
+    match api
+        .replace(&pvc.name_any(), &PostParams::default(), &updated)
+        .await
+    {
+        Ok(written) => {
+            let uid = pvc.uid().unwrap_or_default();
+            ctx.own_writes
+                .replaced(&uid, base.resource_version().as_deref());
+            Ok(Some(written))
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!(
+            "PersistentVolumeClaim {} changed meanwhile ({what}); retrying on its new version",
+            claim_name(pvc)
+        ))),
+        Err(e) => Err(Error::kube(
+            format!("{what} PersistentVolumeClaim {}", claim_name(pvc)),
+            e,
+        )),
+    }
+}
+
+/// How a claim write gets its QPS token.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Urgency {
+    /// Waits for one now: someone waits for the write (provisioning,
+    /// deletion, scheduling).
+    Now,
+    /// The caller already took a spare one
+    /// ([`try_acquire_spare`](sidecar_runtime::kube_client::ApiBudget::try_acquire_spare)).
+    Paid,
+}
+
+/// How soon a deferred intent release looks for a spare QPS token again.
+const SPARE_TOKEN_RETRY: Duration = Duration::from_secs(2);
+
+/// The newest known version of `pvc`: the cache's, unless it is one this
+/// process has already replaced (then `pvc`, which may be what we wrote).
+/// `None` when the claim is gone or was re-created under another UID.
+fn freshest(ctx: &Context, pvc: &PersistentVolumeClaim) -> Option<PersistentVolumeClaim> {
+    let key = ObjectRef::new(&pvc.name_any()).within(&pvc.namespace().unwrap_or_default());
+    let cached = ctx.claims.get(&key)?;
+    if cached.uid() != pvc.uid() {
+        return None;
+    }
+    let uid = pvc.uid().unwrap_or_default();
+    if ctx
+        .own_writes
+        .is_stale(&uid, cached.resource_version().as_deref())
+    {
+        return Some(pvc.clone());
+    }
+    Some((*cached).clone())
 }
 
 /// Requeue delay after a failed claim reconcile: per-claim exponential
@@ -752,6 +826,11 @@ pub(crate) fn claim_error_policy(
 ) -> Action {
     ctx.queue_metrics.retry("claims");
     let delay = ctx.backoff.next_delay(&claim_key(&pvc));
-    warn!(claim = %claim_name(&pvc), error = %err, retry_in = ?delay, "provisioning failed");
+    if matches!(err, Error::Conflict(_)) {
+        // Routine: the watch brings the new version sooner than the delay.
+        debug!(claim = %claim_name(&pvc), error = %err, retry_in = ?delay, "claim changed meanwhile");
+    } else {
+        warn!(claim = %claim_name(&pvc), error = %err, retry_in = ?delay, "provisioning failed");
+    }
     Action::requeue(delay)
 }

@@ -83,6 +83,15 @@ pub struct Context {
     /// PVs whose wait for a detach was already announced with an event, so
     /// the wait is reported once, not on every retry (upstream #1574).
     pub detach_waits: Mutex<HashSet<String>>,
+    /// Claim and PV versions this process has already replaced or deleted,
+    /// and PVs it created, until the caches show them: a reconcile re-run
+    /// by our own write must not act on the version it replaced.
+    pub own_writes: sidecar_runtime::own_writes::OwnWrites,
+    /// Shares `client`'s QPS budget; claim Updates pay first, then build
+    /// from the freshest cached claim (see [`kube_client::Prepaid`]).
+    ///
+    /// [`kube_client::Prepaid`]: sidecar_runtime::kube_client::Prepaid
+    pub prepaid: sidecar_runtime::kube_client::Prepaid,
 }
 
 /// What [`run`] needs to start the CSIStorageCapacity loop next to the

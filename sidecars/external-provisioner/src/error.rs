@@ -43,6 +43,10 @@ pub enum Error {
     /// too small, …): retried, as upstream's NoChange state.
     #[error("{0}")]
     DataSource(String),
+    /// Someone else wrote the object since the version this write was based
+    /// on (409 Conflict): retried on the version the watch brings next.
+    #[error("{0}")]
+    Conflict(String),
     /// DeleteVolume is refused while a VolumeAttachment still references the
     /// PV: retried.
     #[error("{0}")]

@@ -104,7 +104,7 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
     }
 
     let config = api_config(&args).await?;
-    let client = kube_client::client_from_config(
+    let (client, prepaid) = kube_client::clients_from_config(
         config.clone(),
         args.common.kube_api_qps,
         args.common.kube_api_burst,
@@ -277,6 +277,8 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
                     claims: caches.claims,
                     attachments: caches.attachments,
                     detach_waits: Default::default(),
+                    own_writes: Default::default(),
+                    prepaid: prepaid.clone(),
                     nodes: caches.nodes,
                     csinodes: caches.csinodes,
                     topology_cache: Default::default(),

@@ -49,6 +49,15 @@ pub(crate) async fn reconcile_volume(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let _work = ctx.queue_metrics.start("volumes");
+    let uid = pv.uid().unwrap_or_default();
+    if ctx
+        .own_writes
+        .is_stale(&uid, pv.resource_version().as_deref())
+    {
+        // Our own finalizer edit or delete is on its way through the watch.
+        return Ok(Action::await_change());
+    }
+    ctx.own_writes.seen(&pv.name_any());
     let class_name = pv
         .spec
         .as_ref()
@@ -76,9 +85,9 @@ pub(crate) async fn reconcile_volume(
     let api = Api::<PersistentVolume>::all(ctx.client.clone());
     match action {
         VolumeAction::Nothing => {}
-        VolumeAction::AddFinalizer => update_finalizers(&api, &pv, add_ours).await?,
+        VolumeAction::AddFinalizer => update_finalizers(&ctx, &api, &pv, add_ours).await?,
         VolumeAction::RemoveFinalizer => {
-            update_finalizers(&api, &pv, remove_ours).await?;
+            update_finalizers(&ctx, &api, &pv, remove_ours).await?;
         }
         VolumeAction::WaitForDetach(a) => {
             let first = ctx
@@ -166,9 +175,21 @@ async fn delete_volume(
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
         Err(e) => return Err(Error::kube(format!("delete PersistentVolume {name}"), e)),
     };
+    let uid = pv.uid().unwrap_or_default();
+    ctx.own_writes
+        .replaced(&uid, pv.resource_version().as_deref());
+    // A version that reached the cache while the delete waited for its
+    // token (a status update, say) is older than the delete if it is not
+    // marked deleted: a deletionTimestamp is never taken back.
+    if let Some(cached) = ctx.volumes.get(&ObjectRef::new(&name))
+        && cached.metadata.deletion_timestamp.is_none()
+    {
+        ctx.own_writes
+            .replaced(&uid, cached.resource_version().as_deref());
+    }
     // The PV lingers while it holds our finalizer: drop it now.
     if let Some(current) = remaining {
-        update_finalizers(api, &current, remove_ours).await?;
+        update_finalizers(ctx, api, &current, remove_ours).await?;
     }
     Ok(())
 }
@@ -188,6 +209,7 @@ const CONFLICT_RETRIES: usize = 5;
 /// applies `change` to the fresh list, so a finalizer another controller
 /// just removed is never written back.
 async fn update_finalizers(
+    ctx: &Context,
     api: &Api<PersistentVolume>,
     pv: &PersistentVolume,
     change: impl Fn(&[String]) -> Option<Vec<String>>,
@@ -204,7 +226,15 @@ async fn update_finalizers(
             current.resource_version(),
         );
         match api.patch(&name, &PatchParams::default(), &patch).await {
-            Ok(_) => return Ok(()),
+            Ok(_) => {
+                let uid = pv.uid().unwrap_or_default();
+                // Both the version we decided from and any re-read one.
+                ctx.own_writes
+                    .replaced(&uid, pv.resource_version().as_deref());
+                ctx.own_writes
+                    .replaced(&uid, current.resource_version().as_deref());
+                return Ok(());
+            }
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
             // 409: stale resourceVersion; 422: a JSON patch `test` failed.
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 422 => {
