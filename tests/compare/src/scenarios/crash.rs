@@ -28,8 +28,9 @@ const LEASE: &str = "hostpath-csi-k8s-io";
 /// How long a single sidecar runs before the load.
 const SETTLE: Duration = Duration::from_secs(5);
 /// Shortest quiet window of the leader scenario: the follower takes over
-/// only once the Lease expired (15 s) and its next retry (every 5 s) came.
-const LEADER_QUIET: Duration = Duration::from_secs(25);
+/// only once the Lease expired (15 s) and its next jittered retry (5 to 11 s)
+/// came.
+const LEADER_QUIET: Duration = Duration::from_secs(40);
 
 /// The report's description of a crash scenario.
 pub fn describe(s: Scenario, ctx: &Ctx) -> String {
@@ -51,7 +52,7 @@ pub fn describe(s: Scenario, ctx: &Ctx) -> String {
         Scenario::Leader => {
             "Fault: SIGKILL of the leader of two replicas (--leader-election, each with its own \
              host name as identity); the killed replica is not restarted (its node is gone), so \
-             the other one must take over when the Lease expires (quiet window at least 25 s \
+             the other one must take over when the Lease expires (quiet window at least 40 s \
              here, longer than the Lease duration plus the retry period)."
         }
         Scenario::DriverRestart => {
