@@ -336,6 +336,11 @@ pub async fn run(s: Scenario, ctx: &Ctx, bed: &mut Bed) -> anyhow::Result<Outcom
         before.acc.leaked as f64,
         0,
     );
+    out.fig(
+        "PVs Released or being deleted at the fault",
+        before.pvs_stuck as f64,
+        0,
+    );
     out.fig("sidecar restarts", restarts as f64, 0);
     out.fig("leaked volumes", state.acc.leaked as f64, 0);
     out.fig("duplicate volumes", state.acc.duplicates as f64, 0);
@@ -368,6 +373,13 @@ pub async fn run(s: Scenario, ctx: &Ctx, bed: &mut Bed) -> anyhow::Result<Outcom
         2,
     );
     out.set_requests_per_volume(&requests, n);
+    if before.acc.leaked == 0 {
+        out.notes.push(
+            "no CreateVolume was in flight at the fault: this run did not test what the \
+             scenario is for (use more claims or a longer --csi-delay)"
+                .into(),
+        );
+    }
     if !reached {
         out.notes.push(format!(
             "the goal state was not reached; the state stopped changing {quiescence:.1}s after \
@@ -375,4 +387,43 @@ pub async fn run(s: Scenario, ctx: &Ctx, bed: &mut Bed) -> anyhow::Result<Outcom
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goal_needs_every_kept_claim_bound_and_nothing_else() {
+        let done = Observed {
+            kept_bound: 3,
+            claims: 3,
+            pvs: 3,
+            pvs_bound: 3,
+            driver_volumes: 3,
+            ..Default::default()
+        };
+        assert!(done.goal(3));
+        assert!(!done.goal(4));
+        let leak = Observed {
+            acc: Accounting {
+                leaked: 1,
+                ..Default::default()
+            },
+            ..done.clone()
+        };
+        assert!(!leak.goal(3));
+        let terminating = Observed {
+            claims: 4,
+            claims_terminating: 1,
+            ..done.clone()
+        };
+        assert!(!terminating.goal(3));
+        let released = Observed {
+            pvs: 4,
+            pvs_stuck: 1,
+            ..done
+        };
+        assert!(!released.goal(3));
+    }
 }
