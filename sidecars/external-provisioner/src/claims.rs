@@ -36,6 +36,7 @@ use crate::snapshot::{
     snapshot_source,
 };
 use crate::topology::{TopologyError, TopologyInputs, accessibility_requirements};
+use crate::workqueue::object_key;
 
 pub(crate) fn claim_key(pvc: &PersistentVolumeClaim) -> String {
     format!("pvc/{}", pvc.uid().unwrap_or_default())
@@ -57,7 +58,7 @@ pub(crate) async fn reconcile_claim(
     pvc: Arc<PersistentVolumeClaim>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _work = ctx.queue_metrics.start("claims");
+    let _work = ctx.queue_metrics.start("claims", &object_key(pvc.as_ref()));
     let key = claim_key(&pvc);
     if ctx.own_writes.is_stale(
         &pvc.uid().unwrap_or_default(),
@@ -73,7 +74,11 @@ pub(crate) async fn reconcile_claim(
         let claims = ctx.claims.state();
         if clone_in_progress(&pvc, claims.iter().map(|c| c.as_ref())) {
             // Upstream re-checks with backoff until the clones are done.
-            return Ok(Action::requeue(ctx.backoff.next_delay(&key)));
+            return Ok(ctx.queue_metrics.requeue(
+                "claims",
+                &object_key(pvc.as_ref()),
+                ctx.backoff.next_delay(&key),
+            ));
         }
         update_claim(
             &ctx,
@@ -144,7 +149,11 @@ pub(crate) async fn reconcile_claim(
                 } else if ctx.prepaid.budget.try_acquire_spare() {
                     Urgency::Paid
                 } else {
-                    return Ok(Action::requeue(SPARE_TOKEN_RETRY));
+                    return Ok(ctx.queue_metrics.requeue(
+                        "claims",
+                        &object_key(pvc.as_ref()),
+                        SPARE_TOKEN_RETRY,
+                    ));
                 };
                 release_intent(&ctx, &pvc, urgency).await?;
             }
@@ -279,7 +288,11 @@ async fn provision_claim(
                 Some(CreateOutcome::Infeasible) => {
                     // Upstream's slow retry: no CreateVolume before --retry-interval-max.
                     warn!(claim = %claim_name(&pvc), error = %e, retry_in = ?ctx.slow_retry, "infeasible, retrying slowly");
-                    return Ok(Action::requeue(ctx.slow_retry));
+                    return Ok(ctx.queue_metrics.requeue(
+                        "claims",
+                        &object_key(&pvc),
+                        ctx.slow_retry,
+                    ));
                 }
                 Some(CreateOutcome::Reschedule) => {
                     // The node has no room: let the scheduler choose again.
@@ -408,7 +421,7 @@ async fn become_owner(
         && resp.available_capacity < plan.requested_bytes
     {
         debug!(claim = %claim_name(pvc), available = resp.available_capacity, "not enough capacity on this node to claim it");
-        return Ok(Action::requeue(max));
+        return Ok(ctx.queue_metrics.requeue("claims", &object_key(pvc), max));
     }
     // Re-checked on every conflict: another node may have claimed it.
     let claimed = update_claim(ctx, &current, "claim for this node", Urgency::Now, |c| {
@@ -832,5 +845,6 @@ pub(crate) fn claim_error_policy(
     } else {
         warn!(claim = %claim_name(&pvc), error = %err, retry_in = ?delay, "provisioning failed");
     }
-    Action::requeue(delay)
+    ctx.queue_metrics
+        .requeue("claims", &object_key(pvc.as_ref()), delay)
 }

@@ -206,17 +206,32 @@ pub async fn run(
     .applied_objects()
     .for_each(|_| async {});
 
-    let mut volume_ctl = Controller::new(
+    // The claim and PV watches are built here rather than by
+    // `Controller::new` so the workqueue metrics see every trigger.
+    let (volumes, volume_writer) = reflector::store::<PersistentVolume>();
+    let (claims, claim_writer) = reflector::store::<PersistentVolumeClaim>();
+    let queue_metrics = Arc::new(std::sync::OnceLock::<crate::workqueue::QueueMetrics>::new());
+    let volume_stream = watcher(
         Api::<PersistentVolume>::all(client.clone()),
         watcher::Config::default(),
     )
-    .with_config(controller::Config::default().concurrency(workers as u16));
-    let volumes = volume_ctl.store();
+    .default_backoff()
+    .reflect(volume_writer)
+    .inspect(followed("volumes", queue_metrics.clone()))
+    .applied_objects();
+    let mut volume_ctl = Controller::for_stream(volume_stream, volumes.clone())
+        .with_config(controller::Config::default().concurrency(workers as u16));
 
     let (attachments, attach_loop) = if watch_attachments {
         let (reader, writer) = reflector::store::<VolumeAttachment>();
         let (tx, rx) = futures::channel::mpsc::unbounded::<ObjectRef<PersistentVolume>>();
-        volume_ctl = volume_ctl.reconcile_on(rx);
+        let qm = queue_metrics.clone();
+        volume_ctl =
+            volume_ctl.reconcile_on(rx.inspect(move |pv: &ObjectRef<PersistentVolume>| {
+                if let Some(m) = qm.get() {
+                    m.added("volumes", &pv.name);
+                }
+            }));
         let stream = watcher(
             Api::<VolumeAttachment>::all(client.clone()),
             watcher::Config::default(),
@@ -238,19 +253,26 @@ pub async fn run(
             futures::future::Either::Right(futures::future::pending::<()>()),
         )
     };
-    let claim_ctl = Controller::new(
+    let claim_stream = watcher(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
     )
-    .with_config(controller::Config::default().concurrency(workers as u16));
+    .default_backoff()
+    .reflect(claim_writer)
+    .inspect(followed("claims", queue_metrics.clone()))
+    .applied_objects();
+    let claim_ctl = Controller::for_stream(claim_stream, claims.clone())
+        .with_config(controller::Config::default().concurrency(workers as u16));
     let ctx = Arc::new(make_ctx(Caches {
         classes: classes.clone(),
         volumes: volumes.clone(),
         attachments,
-        claims: claim_ctl.store(),
+        claims,
         nodes: nodes.clone(),
         csinodes: csinodes.clone(),
     }));
+    // Set before any stream is polled: the streams start with the loops below.
+    let _ = queue_metrics.set(ctx.queue_metrics.clone());
 
     let capacity_loop = match (capacity, &nodes, &csinodes) {
         (Some(setup), Some(n), Some(c)) => {
@@ -283,6 +305,7 @@ pub async fn run(
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             queue_metrics.refresh();
+            queue_metrics.refresh_depth();
         }
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -341,6 +364,19 @@ pub async fn run(
         _ = sweep_loop => {},
         _ = gauge_loop => {},
         _ = futures::future::join(volume_loop, claim_loop) => {},
+    }
+}
+
+/// A watch-stream inspector feeding `queue`'s workqueue metrics, once
+/// they exist.
+fn followed<K: kube::Resource>(
+    queue: &'static str,
+    metrics: Arc<std::sync::OnceLock<crate::workqueue::QueueMetrics>>,
+) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
+    move |event| {
+        if let (Ok(e), Some(m)) = (event, metrics.get()) {
+            m.watch_event(queue, e);
+        }
     }
 }
 

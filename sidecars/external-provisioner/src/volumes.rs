@@ -18,6 +18,7 @@ use crate::controller::{Context, event, read_secret};
 use crate::delete::{Attachment, VolumeAction, decide_volume};
 use crate::error::Error;
 use crate::secrets::SecretRef;
+use crate::workqueue::object_key;
 
 /// `finalizers` without ours, order kept.
 fn without_ours(finalizers: &[String]) -> Vec<String> {
@@ -48,7 +49,7 @@ pub(crate) async fn reconcile_volume(
     pv: Arc<PersistentVolume>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _work = ctx.queue_metrics.start("volumes");
+    let _work = ctx.queue_metrics.start("volumes", &object_key(pv.as_ref()));
     let uid = pv.uid().unwrap_or_default();
     if ctx
         .own_writes
@@ -112,7 +113,11 @@ pub(crate) async fn reconcile_volume(
             }
             // The VolumeAttachment's deletion re-triggers this PV; the
             // requeue is only a safety net.
-            return Ok(Action::requeue(ctx.slow_retry));
+            return Ok(ctx.queue_metrics.requeue(
+                "volumes",
+                &object_key(pv.as_ref()),
+                ctx.slow_retry,
+            ));
         }
         VolumeAction::Delete { .. }
             if ctx
@@ -306,7 +311,8 @@ pub(crate) fn volume_error_policy(
     ctx.queue_metrics.retry("volumes");
     let delay = ctx.backoff.next_delay(&volume_key(&pv));
     warn!(pv = %pv.name_any(), error = %err, retry_in = ?delay, "volume reconcile failed");
-    Action::requeue(delay)
+    ctx.queue_metrics
+        .requeue("volumes", &object_key(pv.as_ref()), delay)
 }
 
 #[cfg(test)]

@@ -1,16 +1,24 @@
 //! client-go's `workqueue_*` metrics, for the claim and volume controllers
 //! (queue names `claims` and `volumes`, as upstream).
 //!
-//! kube-runtime keeps its queue to itself, so only what can be seen around a
-//! reconcile is reported: adds (reconciles started), retries, work duration,
-//! and the age of work in progress. `workqueue_depth` and
-//! `workqueue_queue_duration_seconds` would need the queue's internals and
-//! are not produced rather than estimated.
+//! kube-runtime keeps its queue to itself, so the queue is followed from
+//! outside with client-go's semantics: an object is *added* when a watch
+//! event (or a VolumeAttachment deletion, for PVs) triggers it, or when a
+//! reconcile asks for a requeue (then from the moment it falls due, as
+//! client-go's `AddAfter`); adding an object already waiting changes
+//! nothing, as in client-go's dirty set. It leaves the queue when a
+//! reconcile of it starts (`workqueue_queue_duration_seconds` observes the
+//! wait) or when it is deleted. `workqueue_depth` counts the objects
+//! waiting and due.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use kube::Resource;
+use kube::runtime::controller::Action;
+use kube::runtime::watcher;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -34,7 +42,11 @@ pub struct QueueMetrics {
     work_duration: Family<QueueLabel, Histogram>,
     unfinished: Family<QueueLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     longest: Family<QueueLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    depth: Family<QueueLabel, Gauge>,
+    queue_duration: Family<QueueLabel, Histogram>,
     in_flight: Arc<Mutex<HashMap<u64, (&'static str, Instant)>>>,
+    /// Objects waiting per queue: key → when they were added (or fall due).
+    waiting: Arc<Mutex<HashMap<(&'static str, String), Instant>>>,
     next_id: Arc<AtomicU64>,
 }
 
@@ -63,7 +75,8 @@ impl Drop for WorkGuard {
 }
 
 impl QueueMetrics {
-    /// Registers `workqueue_adds_total`, `workqueue_retries_total`,
+    /// Registers `workqueue_depth`, `workqueue_queue_duration_seconds`,
+    /// `workqueue_adds_total`, `workqueue_retries_total`,
     /// `workqueue_work_duration_seconds` (client-go's buckets, 10 ns to 10 s
     /// by tens), `workqueue_unfinished_work_seconds` and
     /// `workqueue_longest_running_processor_seconds`.
@@ -76,10 +89,21 @@ impl QueueMetrics {
             }),
             unfinished: Family::default(),
             longest: Family::default(),
+            depth: Family::default(),
+            queue_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(1e-8, 10.0, 10))
+            }),
             in_flight: Arc::default(),
+            waiting: Arc::default(),
             next_id: Arc::default(),
         };
         let sub = registry.sub_registry_with_prefix("workqueue");
+        sub.register("depth", "Current depth of workqueue", m.depth.clone());
+        sub.register(
+            "queue_duration_seconds",
+            "How long in seconds an item stays in workqueue before being requested.",
+            m.queue_duration.clone(),
+        );
         sub.register(
             "adds",
             "Total number of adds handled by workqueue",
@@ -108,11 +132,71 @@ impl QueueMetrics {
         m
     }
 
-    /// Starts a unit of work on `queue`; the guard ends it.
-    pub fn start(&self, queue: &'static str) -> WorkGuard {
-        self.adds
-            .get_or_create(&QueueLabel { name: queue.into() })
-            .inc();
+    /// A trigger for `key` on `queue` (a watch event): the object waits
+    /// from now, unless it already waits.
+    pub fn added(&self, queue: &'static str, key: &str) {
+        self.add_at(queue, key, Instant::now());
+    }
+
+    /// A reconcile asked to run `key` again after `delay`: it waits from
+    /// when it falls due. Returns the [`Action`] to hand back to the
+    /// controller.
+    pub fn requeue(&self, queue: &'static str, key: &str, delay: Duration) -> Action {
+        self.add_at(queue, key, Instant::now() + delay);
+        Action::requeue(delay)
+    }
+
+    fn add_at(&self, queue: &'static str, key: &str, at: Instant) {
+        let Ok(mut w) = self.waiting.lock() else {
+            return;
+        };
+        let entry = w.entry((queue, key.to_string()));
+        let new = matches!(entry, std::collections::hash_map::Entry::Vacant(_));
+        let t = entry.or_insert(at);
+        // The earliest wins, as kube-runtime's scheduler keeps it.
+        *t = (*t).min(at);
+        drop(w);
+        if new {
+            self.adds
+                .get_or_create(&QueueLabel { name: queue.into() })
+                .inc();
+        }
+    }
+
+    /// `key` was deleted: it no longer waits.
+    pub fn forget(&self, queue: &'static str, key: &str) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.remove(&(queue, key.to_string()));
+        }
+    }
+
+    /// Follows a reflector's events for `queue`: applied objects are added,
+    /// deleted ones forgotten.
+    pub fn watch_event<K>(&self, queue: &'static str, event: &watcher::Event<K>)
+    where
+        K: Resource,
+    {
+        match event {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                self.added(queue, &object_key(o))
+            }
+            watcher::Event::Delete(o) => self.forget(queue, &object_key(o)),
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+
+    /// Starts a unit of work on `key` from `queue`; the guard ends it.
+    pub fn start(&self, queue: &'static str, key: &str) -> WorkGuard {
+        let now = Instant::now();
+        let since = self
+            .waiting
+            .lock()
+            .ok()
+            .and_then(|mut w| w.remove(&(queue, key.to_string())));
+        let label = QueueLabel { name: queue.into() };
+        self.queue_duration
+            .get_or_create(&label)
+            .observe(since.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64()));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         if let Ok(mut m) = self.in_flight.lock() {
@@ -152,6 +236,35 @@ impl QueueMetrics {
             self.longest.get_or_create(&label).set(max);
         }
     }
+
+    /// Recomputes `workqueue_depth` (objects waiting and due); called
+    /// periodically by the controller, as it costs a pass over the queue.
+    pub fn refresh_depth(&self) {
+        let now = Instant::now();
+        let mut depth: HashMap<&'static str, i64> = HashMap::from([("claims", 0), ("volumes", 0)]);
+        if let Ok(w) = self.waiting.lock() {
+            for ((queue, _), at) in w.iter() {
+                if *at <= now {
+                    *depth.entry(queue).or_default() += 1;
+                }
+            }
+        }
+        for (queue, n) in depth {
+            self.depth
+                .get_or_create(&QueueLabel { name: queue.into() })
+                .set(n);
+        }
+    }
+}
+
+/// The workqueue key of an object: `namespace/name`, or `name` for
+/// cluster-scoped objects (client-go's `MetaNamespaceKeyFunc`).
+pub fn object_key<K: Resource>(obj: &K) -> String {
+    let name = obj.meta().name.clone().unwrap_or_default();
+    match obj.meta().namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+        _ => name,
+    }
 }
 
 #[cfg(test)]
@@ -168,7 +281,8 @@ mod tests {
     fn counts_work_retries_and_in_progress_age() {
         let mut reg = Registry::default();
         let m = QueueMetrics::register(&mut reg);
-        let guard = m.start("claims");
+        m.added("claims", "ns/a");
+        let guard = m.start("claims", "ns/a");
         std::thread::sleep(std::time::Duration::from_millis(20));
         m.refresh();
         let during = text(&reg);
@@ -198,5 +312,72 @@ mod tests {
             after.contains("workqueue_retries_total{name=\"volumes\"} 1"),
             "{after}"
         );
+    }
+
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+    }
+
+    #[test]
+    fn depth_and_wait_follow_client_go_semantics() {
+        let mut reg = Registry::default();
+        let m = QueueMetrics::register(&mut reg);
+        m.added("claims", "ns/a");
+        m.added("claims", "ns/a"); // already waiting: not a second add
+        m.added("claims", "ns/b");
+        let _ = m.requeue("volumes", "pv-1", Duration::from_secs(3600));
+        m.refresh_depth();
+        let t = text(&reg);
+        assert_eq!(value(&t, "workqueue_depth{name=\"claims\"}"), 2.0);
+        assert_eq!(
+            value(&t, "workqueue_depth{name=\"volumes\"}"),
+            0.0,
+            "a requeue is not due for an hour"
+        );
+        assert_eq!(value(&t, "workqueue_adds_total{name=\"claims\"}"), 2.0);
+        std::thread::sleep(Duration::from_millis(20));
+        let g = m.start("claims", "ns/a");
+        drop(g);
+        m.forget("claims", "ns/b"); // deleted while waiting
+        m.refresh_depth();
+        let t = text(&reg);
+        assert_eq!(value(&t, "workqueue_depth{name=\"claims\"}"), 0.0);
+        assert_eq!(
+            value(
+                &t,
+                "workqueue_queue_duration_seconds_count{name=\"claims\"}"
+            ),
+            1.0
+        );
+        let waited = value(&t, "workqueue_queue_duration_seconds_sum{name=\"claims\"}");
+        assert!(waited >= 0.02, "waited {waited}");
+        // A requeue waits from when it falls due, never negative.
+        let _ = m.start("volumes", "pv-1");
+        let t = text(&reg);
+        assert_eq!(
+            value(&t, "workqueue_queue_duration_seconds_sum{name=\"volumes\"}"),
+            0.0
+        );
+    }
+
+    #[test]
+    fn watch_events_add_and_forget() {
+        use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+        let mut reg = Registry::default();
+        let m = QueueMetrics::register(&mut reg);
+        let mut pvc = PersistentVolumeClaim::default();
+        pvc.metadata.name = Some("a".into());
+        pvc.metadata.namespace = Some("ns".into());
+        assert_eq!(object_key(&pvc), "ns/a");
+        m.watch_event("claims", &watcher::Event::InitApply(pvc.clone()));
+        m.refresh_depth();
+        assert_eq!(value(&text(&reg), "workqueue_depth{name=\"claims\"}"), 1.0);
+        m.watch_event("claims", &watcher::Event::Delete(pvc));
+        m.refresh_depth();
+        assert_eq!(value(&text(&reg), "workqueue_depth{name=\"claims\"}"), 0.0);
     }
 }

@@ -125,6 +125,15 @@ async fn provisions_and_deletes_real_volumes() -> anyhow::Result<()> {
         ensure!(metrics.contains("csi_sidecar_operations_seconds_bucket") && metrics.contains("/csi.v1.Controller/CreateVolume"), "metrics lack the CreateVolume histogram");
         ensure!(metrics.contains("controller_persistentvolumeclaim_provision_total"), "metrics lack the provision counter");
         ensure!(metrics.contains("workqueue_adds_total{name=\"claims\"}"), "metrics lack the claims work queue");
+        // Every claim waited in the queue at least once before its reconcile.
+        let waits = metrics
+            .lines()
+            .find(|l| l.starts_with("workqueue_queue_duration_seconds_count{name=\"claims\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        ensure!(waits >= 20.0, "workqueue_queue_duration_seconds counted {waits} claim waits, expected at least 20");
+        ensure!(metrics.contains("workqueue_depth{name=\"volumes\"}"), "metrics lack workqueue_depth");
         ensure!(metrics.contains("process_resident_memory_bytes"), "metrics lack process_* figures");
 
         // Delete every claim: every PV and every driver volume must go.
