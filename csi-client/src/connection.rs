@@ -79,9 +79,14 @@ impl Drop for Inner {
 /// The connection is never closed for idleness. RPCs fail fast with
 /// `Unavailable` while the driver is unreachable; with
 /// [`LossPolicy::Reconnect`] the next RPC re-dials.
+///
+/// A handle also says whether its calls are made for a migrated (in-tree,
+/// translated) volume, for the `migrated` metric label: see
+/// [`for_migrated`](Self::for_migrated).
 #[derive(Clone)]
 pub struct Connection {
     inner: Arc<Inner>,
+    migrated: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -89,6 +94,7 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("address", &self.inner.address)
             .field("timeout", &self.inner.timeout)
+            .field("migrated", &self.migrated)
             .finish_non_exhaustive()
     }
 }
@@ -149,7 +155,27 @@ impl Connection {
                 max_log_len: opts.max_grpc_log_length,
                 loss,
             }),
+            migrated: false,
         })
+    }
+
+    /// A handle on the same connection whose calls are recorded as made for
+    /// a migrated volume (`migrated = true`) or not (`false`) — the
+    /// counterpart of upstream's per-call `AdditionalInfo{Migrated}` context
+    /// value. Handles from [`connect`](Self::connect) say `false`. The label
+    /// only shows once [`CsiMetrics::enable_migration_label`] was called.
+    #[must_use]
+    pub fn for_migrated(&self, migrated: bool) -> Connection {
+        Connection {
+            inner: Arc::clone(&self.inner),
+            migrated,
+        }
+    }
+
+    /// Whether this handle's calls count as made for a migrated volume (see
+    /// [`for_migrated`](Self::for_migrated)).
+    pub fn is_for_migrated(&self) -> bool {
+        self.migrated
     }
 
     /// The address this connection was made with.
@@ -207,7 +233,8 @@ impl Connection {
     /// - `timeout` (`None` = none) bounds the whole call and is sent as
     ///   `grpc-timeout`; when it passes the result is `DeadlineExceeded`
     ///   (`context deadline exceeded`), as grpc-go reports it.
-    /// - The call is recorded in `csi_sidecar_operations_seconds`.
+    /// - The call is recorded in `csi_sidecar_operations_seconds` (with
+    ///   `migrated` as this handle says, when the histogram has that label).
     /// - At TRACE (klog V(5)) it logs `GRPC call` (method, secret-stripped
     ///   request JSON) and `GRPC response` (response JSON, error).
     ///
@@ -257,7 +284,13 @@ impl Connection {
                 Ok(_) => Code::Ok,
                 Err(status) => status.code(),
             };
-            metrics.record(&self.driver_name(), method, code_name(code), elapsed);
+            metrics.record_call(
+                &self.driver_name(),
+                method,
+                code_name(code),
+                elapsed,
+                self.migrated,
+            );
         }
         if log {
             match &result {

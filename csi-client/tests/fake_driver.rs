@@ -364,6 +364,77 @@ async fn loss_is_noticed_without_an_rpc_and_reconnect_recovers() {
     assert_eq!(losses.load(Ordering::SeqCst), 1);
 }
 
+#[tokio::test]
+async fn migrated_handles_label_their_calls_once_the_label_is_on() {
+    let served = Served::start(FakeDriver::default()).await;
+    let mut registry = Registry::default();
+    let metrics = CsiMetrics::register(&mut registry, csi_client::metrics::SIDECAR_SUBSYSTEM);
+    let mut opts = options(served.socket().display().to_string());
+    opts.metrics = Some(metrics.clone());
+    let conn = Connection::connect(opts).await.unwrap();
+    assert!(!conn.is_for_migrated());
+
+    let name = rpc::driver_name(&conn).await.unwrap();
+    conn.set_driver_name(&name);
+    // The driver turned out to be a migration target.
+    metrics.enable_migration_label();
+    assert!(rpc::probe(&conn).await.unwrap());
+    let migrated = conn.for_migrated(true);
+    assert!(migrated.is_for_migrated());
+    assert_eq!(
+        migrated.driver_name(),
+        DRIVER,
+        "handles share the driver name"
+    );
+    for handle in [&migrated, &conn] {
+        handle
+            .create_volume(csi::CreateVolumeRequest {
+                name: "pvc-3".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    migrated
+        .for_migrated(false)
+        .probe(csi::ProbeRequest {})
+        .await
+        .unwrap();
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let count = |method: &str, migrated: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("csi_sidecar_operations_seconds_count{")
+                    && l.contains(&format!("method_name=\"{method}\""))
+                    && l.contains(&format!("migrated=\"{migrated}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        count("/csi.v1.Controller/CreateVolume", "true").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        count("/csi.v1.Controller/CreateVolume", "false").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        count("/csi.v1.Identity/Probe", "false").as_deref(),
+        Some("2"),
+        "{text}"
+    );
+    assert_eq!(count("/csi.v1.Identity/Probe", "true"), None, "{text}");
+    assert!(
+        !text.contains("GetPluginInfo"),
+        "calls before the switch are not served, as upstream:\n{text}"
+    );
+}
+
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
