@@ -27,6 +27,8 @@ use crate::volumes::{self, Accounting};
 const LEASE: &str = "hostpath-csi-k8s-io";
 /// How long a single sidecar runs before the load.
 const SETTLE: Duration = Duration::from_secs(5);
+/// Longest wait after the deletions for a PV to be Released before the fault.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
 /// Shortest quiet window of the leader scenario: the follower takes over
 /// only once the Lease expired (15 s) and its next jittered retry (5 to 11 s)
 /// came.
@@ -36,7 +38,8 @@ const LEADER_QUIET: Duration = Duration::from_secs(40);
 pub fn describe(s: Scenario, ctx: &Ctx) -> String {
     let common = format!(
         "{n} claims, every CSI answer delayed {d:.1?} by a proxy; when a quarter are Bound the \
-         first {h} claims are deleted and then the fault hits; answers from then on are not \
+         first {h} claims are deleted, and once one of their PVs is Released (at most 5 s later) the \
+         fault hits; answers from then on are not \
          delayed (gRPC-Go gives up on a driver whose connection preface takes over 1 s, so a \
          restarted upstream sidecar would crash-loop behind the proxy). Exited sidecars are restarted \
          after 1 s, as kubelet would. Quiescence: the other {k} claims Bound with one PV and \
@@ -251,9 +254,18 @@ pub async fn run(s: Scenario, ctx: &Ctx, bed: &mut Bed) -> anyhow::Result<Outcom
         .buffer_unordered(16)
         .try_collect::<Vec<_>>()
         .await?;
-    let bound_at_fault = tracker.bound();
+    // Let the binder mark the deleted claims' PVs Released so that their
+    // DeleteVolume calls are under way too (at most a few seconds).
     let conn = bed.driver_conn().await?;
-    let before = observe(bed, &conn, deleted).await?;
+    let t_del = Instant::now();
+    let before = loop {
+        let now = observe(bed, &conn, deleted).await?;
+        if now.pvs_stuck > 0 || t_del.elapsed() >= RELEASE_WAIT {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let bound_at_fault = tracker.bound();
 
     let t_fault = Instant::now();
     eprintln!(
