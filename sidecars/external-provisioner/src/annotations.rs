@@ -9,6 +9,9 @@ pub const BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-pr
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 /// PVC: legacy selected-node key, read when the GA key is absent.
 pub const ALPHA_SELECTED_NODE: &str = "volume.alpha.kubernetes.io/selected-node";
+/// PVC and PV: the CSI driver kube-controller-manager migrated this in-tree
+/// claim or volume to (CSI migration).
+pub const MIGRATED_TO: &str = "pv.kubernetes.io/migrated-to";
 /// PV: which provisioner created it.
 pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 /// PV: name of the secret DeleteVolume needs ("" when none).

@@ -318,10 +318,6 @@ fn topology_requirements(
     let (true, Some(nodes), Some(csinodes)) = (plan.topology, &ctx.nodes, &ctx.csinodes) else {
         return Ok(None);
     };
-    let class = ctx.classes.get(&ObjectRef::new(&class_of(pvc)));
-    let allowed = class
-        .and_then(|c| c.allowed_topologies.clone())
-        .unwrap_or_default();
     let annotations = pvc.metadata.annotations.clone().unwrap_or_default();
     let selected = annotations
         .get(SELECTED_NODE)
@@ -333,7 +329,7 @@ fn topology_requirements(
     let inputs = TopologyInputs {
         driver: &ctx.cfg.driver_name,
         pvc_name: &name,
-        allowed_topologies: &allowed,
+        allowed_topologies: &plan.allowed_topologies,
         selected_node: selected,
         strict_topology: ctx.cfg.strict_topology,
         immediate_topology: ctx.cfg.immediate_topology,
@@ -489,17 +485,26 @@ async fn content_source(
 ) -> Result<Option<VolumeContentSource>, Error> {
     let ns = pvc.namespace().unwrap_or_default();
     match &plan.data_source {
-        DataSource::Claim(name) => clone_content(ctx, pvc, &ns, name).await.map(Some),
-        DataSource::Snapshot(name) => snapshot_content(ctx, pvc, &ns, name).await.map(Some),
+        DataSource::Claim(name) => clone_content(ctx, pvc, &ns, name, &plan.class_provisioner)
+            .await
+            .map(Some),
+        DataSource::Snapshot(name) => {
+            snapshot_content(ctx, pvc, &ns, name, &plan.class_provisioner)
+                .await
+                .map(Some)
+        }
         DataSource::None | DataSource::Populator { .. } => Ok(None),
     }
 }
 
+/// `provisioner` is the (translated) StorageClass's, which the source volume
+/// must belong to.
 async fn clone_content(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
     ns: &str,
     name: &str,
+    provisioner: &str,
 ) -> Result<VolumeContentSource, Error> {
     let source = ctx.claims.get(&ObjectRef::new(name).within(ns));
     let source_pv = source
@@ -511,7 +516,7 @@ async fn clone_content(
         name,
         source.as_deref(),
         source_pv.as_deref(),
-        &ctx.cfg.driver_name,
+        provisioner,
     )?;
     if let Some(source) = source {
         update_claim(ctx, &source, "protect clone source", Urgency::Now, |c| {
@@ -525,11 +530,14 @@ async fn clone_content(
 /// Reads the VolumeSnapshot and its content (direct GETs, as upstream),
 /// checks them, and protects the snapshot with
 /// [`crate::snapshot::SNAPSHOT_SOURCE_FINALIZER`] while the restore runs.
+/// `provisioner` is the (translated) StorageClass's, which the snapshot must
+/// belong to.
 async fn snapshot_content(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
     ns: &str,
     name: &str,
+    provisioner: &str,
 ) -> Result<VolumeContentSource, Error> {
     let snapshots = Api::<VolumeSnapshot>::namespaced(ctx.client.clone(), ns);
     let snapshot = snapshots
@@ -552,7 +560,7 @@ async fn snapshot_content(
         pvc,
         &snapshot,
         content.as_ref(),
-        &ctx.cfg.driver_name,
+        provisioner,
         ctx.cfg.prevent_volume_mode_conversion,
     )?;
     let mut protected = snapshot.clone();
@@ -601,6 +609,7 @@ async fn create_volume(
         request.secrets = read_secret(&ctx.client, s).await?.into_iter().collect();
     }
     ctx.csi
+        .for_migrated(plan.migrated)
         .create_volume(request)
         .await
         .map_err(|status| Error::Csi {
@@ -622,6 +631,7 @@ async fn delete_volume(
         req.secrets = read_secret(&ctx.client, s).await?.into_iter().collect();
     }
     ctx.csi
+        .for_migrated(plan.migrated)
         .delete_volume(req)
         .await
         .map(|_| ())
@@ -659,6 +669,15 @@ async fn create_and_save(
         ResponseCheck::TooSmall { volume_id, error } => {
             if let Err(e) = delete_volume(ctx, plan, volume_id).await {
                 warn!(claim = %claim_name(pvc), error = %e, "cleanup of undersized volume failed; will retry");
+            }
+            Err(error)
+        }
+        ResponseCheck::Untranslatable { volume_id, error } => {
+            // As upstream: the volume cannot be recorded in the in-tree
+            // form, so it is deleted again and the attempt fails.
+            warn!(claim = %claim_name(pvc), volume = %volume_id, error = %error, "cannot translate the provisioned CSI volume to in-tree; deleting it");
+            if let Err(e) = delete_volume(ctx, plan, volume_id).await {
+                warn!(claim = %claim_name(pvc), error = %e, "deleting the untranslatable volume failed; will retry");
             }
             Err(error)
         }

@@ -2,15 +2,16 @@
 //! finalizer added or removed, or DeleteVolume then the PV deleted.
 //!
 //! Mirrors the library's `shouldDelete` and the always-on
-//! HonorPVReclaimPolicy finalizer rules (contract A4.8).
+//! HonorPVReclaimPolicy finalizer rules (contract A4.8), with CSI migration:
+//! in-tree PVs of a migration driver are owned and deleted through their CSI
+//! translation ([`crate::migration`]).
 
 use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::StorageClass;
 
-use crate::annotations::{
-    DELETION_SECRET_NAME, DELETION_SECRET_NAMESPACE, PROVISIONED_BY, PV_FINALIZER,
-};
+use crate::annotations::{DELETION_SECRET_NAME, DELETION_SECRET_NAMESPACE, PV_FINALIZER};
 use crate::error::Error;
+use crate::migration::{csi_view, deletion_class, handled_in_tree, owns_volume};
 use crate::secrets::{SecretKind, SecretRef, TemplateContext, secret_reference};
 
 /// What to do with a PV.
@@ -29,10 +30,13 @@ pub enum VolumeAction {
     /// Released with reclaim policy Delete: DeleteVolume, then delete the PV
     /// object, then remove the finalizer.
     Delete {
-        /// `spec.csi.volumeHandle`.
+        /// `spec.csi.volumeHandle`, of the CSI translation for an in-tree PV.
         volume_id: String,
         /// The secret DeleteVolume needs, if any.
         secret: Option<SecretRef>,
+        /// The PV is an in-tree PV read through its CSI translation: the
+        /// DeleteVolume call counts as `migrated` in the metrics.
+        migrated: bool,
     },
 }
 
@@ -46,21 +50,11 @@ pub struct Attachment {
 }
 
 /// True when this provisioner owns `pv` (provisioned-by annotation, else
-/// `spec.csi.driver` for PVs without it).
+/// `spec.csi.driver` for PVs without it; for a migration driver also its
+/// in-tree name and `pv.kubernetes.io/migrated-to`, see
+/// [`owns_volume`]).
 pub fn is_ours(pv: &PersistentVolume, driver_name: &str) -> bool {
-    match pv
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(PROVISIONED_BY))
-    {
-        Some(by) => by == driver_name,
-        None => pv
-            .spec
-            .as_ref()
-            .and_then(|s| s.csi.as_ref())
-            .is_some_and(|c| c.driver == driver_name),
-    }
+    owns_volume(pv, driver_name)
 }
 
 fn has_finalizer(pv: &PersistentVolume) -> bool {
@@ -76,14 +70,27 @@ fn has_finalizer(pv: &PersistentVolume) -> bool {
 /// references the PV, when the driver has PUBLISH_UNPUBLISH_VOLUME (else
 /// `None`, as upstream does not look).
 ///
-/// Errors: [`Error::InvalidClaim`] when a PV to delete has no `spec.csi`;
-/// secret template errors from the StorageClass fallback.
+/// A PV of the driver's in-tree plugin that kube-controller-manager handles
+/// itself ([`handled_in_tree`]) only loses our finalizer.
+///
+/// Errors: [`Error::InvalidClaim`] when a PV to delete has no `spec.csi`
+/// (nor a translatable in-tree source); [`Error::Migration`] when its in-tree
+/// source or class cannot be translated; secret template errors from the
+/// StorageClass fallback.
 pub fn decide_volume(
     pv: &PersistentVolume,
     class: Option<&StorageClass>,
     driver_name: &str,
     attachment: Option<Attachment>,
 ) -> Result<VolumeAction, Error> {
+    let finalizer = has_finalizer(pv);
+    if handled_in_tree(pv, driver_name) {
+        return Ok(if finalizer {
+            VolumeAction::RemoveFinalizer
+        } else {
+            VolumeAction::Nothing
+        });
+    }
     if !is_ours(pv, driver_name) {
         return Ok(VolumeAction::Nothing);
     }
@@ -98,7 +105,6 @@ pub fn decide_volume(
         .and_then(|s| s.phase.as_deref())
         .unwrap_or_default();
     let deleting = pv.metadata.deletion_timestamp.is_some();
-    let finalizer = has_finalizer(pv);
 
     if policy != "Delete" {
         return Ok(if finalizer {
@@ -113,25 +119,32 @@ pub fn decide_volume(
     if phase != "Released" || (deleting && !finalizer) {
         return Ok(VolumeAction::Nothing);
     }
-    let csi = spec
-        .csi
+    let (csi_pv, migrated) = csi_view(pv)?;
+    let csi = csi_pv
+        .spec
         .as_ref()
+        .and_then(|s| s.csi.as_ref())
         .ok_or_else(|| Error::InvalidClaim("persistent volume has no spec.csi".into()))?;
     if let Some(a) = attachment {
         return Ok(VolumeAction::WaitForDetach(a));
     }
     Ok(VolumeAction::Delete {
         volume_id: csi.volume_handle.clone(),
-        secret: deletion_secret(pv, class)?,
+        secret: deletion_secret(&csi_pv, class, migrated, driver_name)?,
+        migrated,
     })
 }
 
 /// The DeleteVolume secret: the PV's deletion-secret annotations ("" and ""
 /// mean none); without them, the StorageClass templates resolved with what
-/// the claimRef tells (no claim annotations at delete time).
+/// the claimRef tells (no claim annotations at delete time). For a
+/// `migrated` (translated in-tree) PV an in-tree class is translated first,
+/// as upstream, so its templates read as provisioning read them.
 fn deletion_secret(
     pv: &PersistentVolume,
     class: Option<&StorageClass>,
+    migrated: bool,
+    driver_name: &str,
 ) -> Result<Option<SecretRef>, Error> {
     let ann = pv.metadata.annotations.clone().unwrap_or_default();
     if let (Some(name), Some(namespace)) = (
@@ -147,6 +160,7 @@ fn deletion_secret(
         }));
     }
     let Some(class) = class else { return Ok(None) };
+    let class = deletion_class(class, migrated, driver_name)?;
     let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
     let Some(claim_ref) = claim_ref else {
         return Ok(None);
@@ -165,6 +179,7 @@ fn deletion_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::annotations::PROVISIONED_BY;
     use k8s_openapi::api::core::v1::{
         CSIPersistentVolumeSource, ObjectReference, PersistentVolumeSpec, PersistentVolumeStatus,
     };
@@ -224,6 +239,7 @@ mod tests {
         let del = Delete {
             volume_id: "vol-1".into(),
             secret: None,
+            migrated: false,
         };
         let cases = [
             // phase, policy, finalizer, deleting → action

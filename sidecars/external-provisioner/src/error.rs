@@ -51,6 +51,10 @@ pub enum Error {
     /// PV: retried.
     #[error("{0}")]
     StillAttached(String),
+    /// CSI migration could not translate a StorageClass or PV between its
+    /// in-tree and CSI forms. Final until the object changes.
+    #[error("{0}")]
+    Migration(String),
 }
 
 impl Error {
@@ -58,7 +62,10 @@ impl Error {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            Error::InvalidClaim(_) | Error::InvalidParameter(_) | Error::Unsupported(_)
+            Error::InvalidClaim(_)
+                | Error::InvalidParameter(_)
+                | Error::Unsupported(_)
+                | Error::Migration(_)
         )
     }
 

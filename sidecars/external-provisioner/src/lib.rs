@@ -10,7 +10,8 @@
 //! Layout: the rules live in pure functions ([`provision::decide_claim`],
 //! [`pv::check_response`], [`delete::decide_volume`] and the helpers they
 //! use), unit-tested with plain values; [`controller`] does the I/O around
-//! them.
+//! them. CSI migration (claims, StorageClasses and PVs of the in-tree plugin
+//! a migration driver replaced) is decided in [`migration`].
 //!
 //! # No leaked volumes
 //!
@@ -52,6 +53,7 @@ pub mod delete;
 pub mod error;
 pub mod features;
 pub mod metrics;
+pub mod migration;
 pub mod names;
 pub mod node_deployment;
 pub mod parameters;

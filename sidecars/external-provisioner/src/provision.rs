@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use csi_client::csi::v1::{CapacityRange, CreateVolumeRequest};
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, TopologySelectorTerm};
 use k8s_openapi::api::storage::v1::StorageClass;
 
 use crate::annotations::{
@@ -18,6 +18,7 @@ use crate::annotations::{
 use crate::capabilities::volume_capabilities;
 use crate::datasource::{DataSource, data_source};
 use crate::error::Error;
+use crate::migration::{claim_is_ours, class_for_driver, is_known_provisioner};
 use crate::names::volume_name;
 use crate::parameters::{add_extra_metadata, fs_type, strip_reserved};
 use crate::quantity;
@@ -148,6 +149,19 @@ pub struct ProvisionPlan {
     /// source after checking the source claim (see
     /// [`crate::datasource::clone_source`]).
     pub data_source: DataSource,
+    /// The StorageClass names the driver's in-tree plugin and was translated
+    /// to CSI ([`crate::migration`]): the PV is saved in the in-tree form, and
+    /// the CSI calls for this claim count as `migrated` in the metrics.
+    pub migrated: bool,
+    /// `pv.kubernetes.io/provisioned-by` of the PV: the class's provisioner,
+    /// i.e. the driver, or the in-tree name for a translated class.
+    pub provisioned_by: String,
+    /// The (translated) class's `provisioner`, which a clone's or restore's
+    /// source volume must belong to, as upstream compares them.
+    pub class_provisioner: String,
+    /// The (translated) class's `allowedTopologies`, for the accessibility
+    /// requirements.
+    pub allowed_topologies: Vec<TopologySelectorTerm>,
 }
 
 /// Secret references that go into the PV's `spec.csi`.
@@ -181,6 +195,10 @@ pub fn claim_provisioner(pvc: &PersistentVolumeClaim) -> Option<&str> {
 ///
 /// `class` is the claim's StorageClass from the cache (`None` = not found);
 /// `pv_exists` says whether a PV with the planned name is in the cache.
+///
+/// For a migration driver the claim and class may name the in-tree plugin
+/// instead of the driver ([`crate::migration`]); such a class is translated
+/// to CSI before the request is planned.
 ///
 /// Errors: [`Error::Missing`] (retried) when the class is not in the cache;
 /// final errors for claims or classes that can never be provisioned (the
@@ -217,7 +235,8 @@ pub fn decide_claim(
                 "storageclass.storage.k8s.io {class_name:?} not found; it is needed to finish or undo the volume creation recorded on this claim"
             ))
         })?;
-        let plan = Box::new(plan(pvc, class, pv_name, cfg)?);
+        let (class, migrated) = class_for_driver(class, &cfg.driver_name)?;
+        let plan = Box::new(plan(pvc, &class, migrated, pv_name, cfg)?);
         return Ok(if deleting {
             ClaimDecision::Undo(plan)
         } else {
@@ -234,7 +253,7 @@ pub fn decide_claim(
     if deleting {
         return Ok(ClaimDecision::Skip(Skip::Deleting));
     }
-    if claim_provisioner(pvc) != Some(cfg.driver_name.as_str()) {
+    if !claim_is_ours(pvc, &cfg.driver_name) {
         return Ok(ClaimDecision::Skip(Skip::NotOurs));
     }
     let class_name = spec.storage_class_name.clone().unwrap_or_default();
@@ -243,7 +262,7 @@ pub fn decide_claim(
             "storageclass.storage.k8s.io {class_name:?} not found"
         ))
     })?;
-    if class.provisioner != cfg.driver_name {
+    if !is_known_provisioner(&class.provisioner, &cfg.driver_name) {
         return Ok(ClaimDecision::Skip(Skip::OtherProvisioner));
     }
     let annotations = pvc.metadata.annotations.clone().unwrap_or_default();
@@ -255,18 +274,23 @@ pub fn decide_claim(
     if pv_exists(&pv_name) {
         return Ok(ClaimDecision::Skip(Skip::VolumeExists));
     }
+    // Upstream translates before it looks at the data source kind.
+    let (class, migrated) = class_for_driver(class, &cfg.driver_name)?;
     if matches!(data_source(pvc)?, DataSource::Populator { .. }) {
         return Ok(ClaimDecision::Skip(Skip::ExternalPopulator));
     }
     Ok(ClaimDecision::Provision {
-        plan: Box::new(plan(pvc, class, pv_name, cfg)?),
+        plan: Box::new(plan(pvc, &class, migrated, pv_name, cfg)?),
         record_intent: true,
     })
 }
 
+/// Plans CreateVolume and the PV from `class` as the driver sees it (already
+/// translated when `migrated`).
 fn plan(
     pvc: &PersistentVolumeClaim,
     class: &StorageClass,
+    migrated: bool,
     pv_name: String,
     cfg: &ProvisionConfig,
 ) -> Result<ProvisionPlan, Error> {
@@ -375,6 +399,17 @@ fn plan(
         data_source,
         topology: cfg.topology,
         volume_attributes_class,
+        migrated,
+        provisioned_by: match crate::migration::in_tree_name(&cfg.driver_name) {
+            Some(in_tree) if migrated => in_tree.to_owned(),
+            _ => cfg.driver_name.clone(),
+        },
+        class_provisioner: if migrated {
+            class.provisioner.clone()
+        } else {
+            cfg.driver_name.clone()
+        },
+        allowed_topologies: class.allowed_topologies.clone().unwrap_or_default(),
     })
 }
 

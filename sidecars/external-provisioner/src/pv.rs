@@ -20,6 +20,7 @@ use crate::annotations::{
 };
 use crate::datasource::DataSource;
 use crate::error::Error;
+use crate::migration::back_to_in_tree;
 use crate::provision::ProvisionPlan;
 use crate::quantity;
 use crate::secrets::SecretRef;
@@ -39,9 +40,20 @@ pub enum ResponseCheck {
         /// The error to report afterwards.
         error: Error,
     },
+    /// The volume was made for a translated in-tree StorageClass but its PV
+    /// cannot be expressed in the in-tree form: delete `volume_id` and report
+    /// the (final) error, as upstream.
+    Untranslatable {
+        /// The volume to delete.
+        volume_id: String,
+        /// The translation error to report afterwards.
+        error: Error,
+    },
 }
 
-/// Checks the driver's answer and builds the PV.
+/// Checks the driver's answer and builds the PV; for a translated in-tree
+/// class ([`ProvisionPlan::migrated`]) the PV is turned back into the in-tree
+/// form ([`crate::migration::back_to_in_tree`]).
 ///
 /// `identity` is this instance's `storage.kubernetes.io/csiProvisionerIdentity`
 /// value (`<unix ms>-<0..9999>-<driver>`).
@@ -105,7 +117,7 @@ pub fn check_response(
         .map(|s| (s.name.clone(), s.namespace.clone()))
         .unwrap_or_default();
     let mut annotations: BTreeMap<String, String> = [
-        (PROVISIONED_BY.to_string(), driver_name.to_string()),
+        (PROVISIONED_BY.to_string(), plan.provisioned_by.clone()),
         (DELETION_SECRET_NAME.to_string(), del_name),
         (DELETION_SECRET_NAMESPACE.to_string(), del_ns),
     ]
@@ -161,7 +173,13 @@ pub fn check_response(
         }),
         ..Default::default()
     };
-    Ok(ResponseCheck::Save(Box::new(pv)))
+    match back_to_in_tree(pv, plan.migrated) {
+        Ok(pv) => Ok(ResponseCheck::Save(Box::new(pv))),
+        Err(error) => Ok(ResponseCheck::Untranslatable {
+            volume_id: volume.volume_id.clone(),
+            error,
+        }),
+    }
 }
 
 fn secret_ref(s: &Option<SecretRef>) -> Option<SecretReference> {
@@ -200,6 +218,7 @@ mod tests {
         match check {
             ResponseCheck::Save(pv) => *pv,
             ResponseCheck::TooSmall { error, .. } => panic!("too small: {error}"),
+            ResponseCheck::Untranslatable { error, .. } => panic!("untranslatable: {error}"),
         }
     }
 
@@ -278,7 +297,7 @@ mod tests {
                 assert_eq!(volume_id, "v");
                 assert!(error.to_string().contains("less than requested"));
             }
-            ResponseCheck::Save(_) => panic!("must not save"),
+            other => panic!("must not save: {other:?}"),
         }
     }
 

@@ -120,19 +120,25 @@ pub(crate) async fn reconcile_volume(
             ));
         }
         VolumeAction::Delete { .. }
-            if ctx
-                .node
-                .as_ref()
-                .is_some_and(|n| !crate::node_deployment::volume_is_local(&pv, &n.segment)) =>
+            if ctx.node.as_ref().is_some_and(|n| {
+                // An in-tree PV's node affinity as its CSI translation has it.
+                let view = crate::migration::csi_view(&pv).map(|(v, _)| v);
+                !crate::node_deployment::volume_is_local(view.as_deref().unwrap_or(&pv), &n.segment)
+            }) =>
         {
             // Node mode: another node's instance owns this volume.
         }
-        VolumeAction::Delete { volume_id, secret } => {
+        VolumeAction::Delete {
+            volume_id,
+            secret,
+            migrated,
+        } => {
             if let Ok(mut w) = ctx.detach_waits.lock() {
                 w.remove(&pv.name_any());
             }
             let started = Instant::now();
-            if let Err(e) = delete_volume(&pv, &api, volume_id, secret, &ctx).await {
+            let csi = ctx.csi.for_migrated(migrated);
+            if let Err(e) = delete_volume(&pv, &api, volume_id, secret, &csi, &ctx).await {
                 ctx.metrics.delete_failed(&class_name);
                 delete_failed_event(&ctx, &pv, &e).await;
                 return Err(e);
@@ -148,11 +154,14 @@ pub(crate) async fn reconcile_volume(
     Ok(Action::await_change())
 }
 
+/// DeleteVolume through `csi` (marked migrated for a translated in-tree PV),
+/// then the PV object and our finalizer.
 async fn delete_volume(
     pv: &PersistentVolume,
     api: &Api<PersistentVolume>,
     volume_id: String,
     secret: Option<SecretRef>,
+    csi: &csi_client::Connection,
     ctx: &Context,
 ) -> Result<(), Error> {
     let mut req = DeleteVolumeRequest {
@@ -167,13 +176,10 @@ async fn delete_volume(
             Err(e) => warn!(pv = %pv.name_any(), error = %e, "deleting without secrets"),
         }
     }
-    ctx.csi
-        .delete_volume(req)
-        .await
-        .map_err(|status| Error::Csi {
-            rpc: "DeleteVolume",
-            status,
-        })?;
+    csi.delete_volume(req).await.map_err(|status| Error::Csi {
+        rpc: "DeleteVolume",
+        status,
+    })?;
     let name = pv.name_any();
     let remaining = match api.delete(&name, &DeleteParams::default()).await {
         Ok(either) => either.left(),
