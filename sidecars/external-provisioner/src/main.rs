@@ -84,7 +84,7 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         timeout: args.timeout,
         connect_timeout: Some(CONNECT_TIMEOUT),
         on_loss: LossPolicy::Exit,
-        metrics: Some(csi_metrics),
+        metrics: Some(csi_metrics.clone()),
         max_grpc_log_length: None,
     })
     .await
@@ -93,6 +93,15 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
     let driver = rpc::driver_name(&conn).await?;
     conn.set_driver_name(&driver);
     info!(driver = %driver, "detected CSI driver");
+    if let Some(in_tree) = external_provisioner::migration::in_tree_name(&driver) {
+        // As upstream: claims, classes and PVs of the in-tree plugin are
+        // served too, and every CSI call from now on carries the `migrated`
+        // label (upstream reconnects with a migration-aware metrics manager
+        // and probes again; the series recorded so far are dropped likewise).
+        info!(driver = %driver, in_tree_plugin = %in_tree, "supports migration from in-tree plugin");
+        csi_metrics.enable_migration_label();
+        rpc::probe_forever(&conn, args.timeout).await?;
+    }
     let plugin = rpc::plugin_capabilities(&conn).await?;
     let controller_caps = rpc::controller_capabilities(&conn).await?;
     let topology = gates.topology && plugin.has(PluginService::VolumeAccessibilityConstraints);
