@@ -11,17 +11,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-use kube::api::{DeleteParams, ListParams};
-use kube::{Api, ResourceExt as _};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::Api;
+use kube::api::DeleteParams;
 use testbed::DelayProxy;
 
+use super::end_state::{Observed, observe};
 use super::{Ctx, Outcome, Scenario, create_claims, poll};
 use crate::bed::Bed;
-use crate::objects::{DRIVER, NS};
+use crate::objects::NS;
 use crate::supervisor::Supervisor;
 use crate::tracker::{Tracker, cumulative};
-use crate::volumes::{self, Accounting};
 
 /// The Lease both implementations use for [`DRIVER`].
 const LEASE: &str = "hostpath-csi-k8s-io";
@@ -73,101 +73,6 @@ pub fn describe(s: Scenario, ctx: &Ctx) -> String {
         _ => "",
     };
     format!("{common} {fault}")
-}
-
-/// The end state, from fresh lists.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Observed {
-    kept_bound: usize,
-    claims_pending: usize,
-    claims_terminating: usize,
-    claims: usize,
-    pvs: usize,
-    pvs_bound: usize,
-    /// Delete policy and Released, Failed or being deleted.
-    pvs_stuck: usize,
-    driver_volumes: usize,
-    acc: Accounting,
-}
-
-impl Observed {
-    fn goal(&self, kept: usize) -> bool {
-        self.kept_bound == kept
-            && self.claims == kept
-            && self.pvs == kept
-            && self.pvs_bound == kept
-            && self.acc.leaked == 0
-            && self.acc.duplicates == 0
-    }
-}
-
-async fn observe(
-    bed: &Bed,
-    conn: &csi_client::Connection,
-    kept_from: usize,
-) -> anyhow::Result<Observed> {
-    let claims = Api::<PersistentVolumeClaim>::namespaced(bed.admin.clone(), NS)
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let pvs: Vec<PersistentVolume> = Api::<PersistentVolume>::all(bed.admin.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let vols = volumes::list(conn).await?;
-    let phase = |c: &PersistentVolumeClaim| c.status.as_ref().and_then(|s| s.phase.clone());
-    let kept = |c: &PersistentVolumeClaim| {
-        c.name_any()
-            .strip_prefix("claim-")
-            .and_then(|i| i.parse::<usize>().ok())
-            .is_some_and(|i| i >= kept_from)
-    };
-    let ns_pvs: Vec<&PersistentVolume> = pvs
-        .iter()
-        .filter(|pv| {
-            pv.spec
-                .as_ref()
-                .and_then(|s| s.claim_ref.as_ref())
-                .and_then(|c| c.namespace.as_deref())
-                == Some(NS)
-        })
-        .collect();
-    let pv_phase = |pv: &PersistentVolume| pv.status.as_ref().and_then(|s| s.phase.clone());
-    Ok(Observed {
-        kept_bound: claims
-            .iter()
-            .filter(|c| kept(c) && phase(c).as_deref() == Some("Bound"))
-            .count(),
-        claims_pending: claims
-            .iter()
-            .filter(|c| {
-                c.metadata.deletion_timestamp.is_none() && phase(c).as_deref() != Some("Bound")
-            })
-            .count(),
-        claims_terminating: claims
-            .iter()
-            .filter(|c| c.metadata.deletion_timestamp.is_some())
-            .count(),
-        claims: claims.len(),
-        pvs: ns_pvs.len(),
-        pvs_bound: ns_pvs
-            .iter()
-            .filter(|pv| pv_phase(pv).as_deref() == Some("Bound"))
-            .count(),
-        pvs_stuck: ns_pvs
-            .iter()
-            .filter(|pv| {
-                pv.spec
-                    .as_ref()
-                    .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
-                    == Some("Delete")
-                    && (pv.metadata.deletion_timestamp.is_some()
-                        || matches!(pv_phase(pv).as_deref(), Some("Released" | "Failed")))
-            })
-            .count(),
-        driver_volumes: vols.len(),
-        acc: volumes::account(&vols, &pvs, DRIVER),
-    })
 }
 
 /// The Lease holder's identity, if any.
@@ -399,43 +304,4 @@ pub async fn run(s: Scenario, ctx: &Ctx, bed: &mut Bed) -> anyhow::Result<Outcom
         ));
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn goal_needs_every_kept_claim_bound_and_nothing_else() {
-        let done = Observed {
-            kept_bound: 3,
-            claims: 3,
-            pvs: 3,
-            pvs_bound: 3,
-            driver_volumes: 3,
-            ..Default::default()
-        };
-        assert!(done.goal(3));
-        assert!(!done.goal(4));
-        let leak = Observed {
-            acc: Accounting {
-                leaked: 1,
-                ..Default::default()
-            },
-            ..done.clone()
-        };
-        assert!(!leak.goal(3));
-        let terminating = Observed {
-            claims: 4,
-            claims_terminating: 1,
-            ..done.clone()
-        };
-        assert!(!terminating.goal(3));
-        let released = Observed {
-            pvs: 4,
-            pvs_stuck: 1,
-            ..done
-        };
-        assert!(!released.goal(3));
-    }
 }

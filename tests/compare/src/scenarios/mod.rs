@@ -2,6 +2,7 @@
 //! measured ([`Outcome`]).
 
 pub mod crash;
+pub mod end_state;
 pub mod memory;
 pub mod throughput;
 
