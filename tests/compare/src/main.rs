@@ -215,11 +215,7 @@ async fn main() -> anyhow::Result<()> {
             "workspace version {}, commit {}, {} build (`{}`)",
             env!("CARGO_PKG_VERSION"),
             git_commit(),
-            if ours.binary.components().any(|c| c.as_os_str() == "release") {
-                "release"
-            } else {
-                "debug"
-            },
+            build_kind(&ours.binary),
             ours.binary.display()
         ),
         settings: format!(
@@ -336,4 +332,36 @@ fn machine() -> String {
         mem_kib as f64 / 1024.0 / 1024.0,
         std::env::consts::ARCH
     )
+}
+
+/// `debug` when the binary carries DWARF debug sections (cargo's dev
+/// profile), `release` otherwise (cargo strips debug info from release
+/// builds), wherever the binary was copied to.
+fn build_kind(binary: &Path) -> &'static str {
+    use object::{Object as _, ObjectSection as _};
+    let Ok(bytes) = std::fs::read(binary) else {
+        return "unknown";
+    };
+    match object::File::parse(&*bytes) {
+        Ok(file) if file.sections().any(|s| s.name() == Ok(".debug_info")) => "debug",
+        Ok(_) => "release",
+        Err(_) => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build_kind;
+
+    #[test]
+    fn build_kind_reads_the_elf_sections() {
+        // This test binary is built by cargo's test profile, with debug info.
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(build_kind(&me), "debug");
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("not-elf");
+        std::fs::write(&text, "#!/bin/sh\n").unwrap();
+        assert_eq!(build_kind(&text), "unknown");
+        assert_eq!(build_kind(&dir.path().join("missing")), "unknown");
+    }
 }
