@@ -717,7 +717,7 @@ async fn add_intent(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
 ) -> Result<PersistentVolumeClaim, Error> {
-    let written = update_claim(ctx, pvc, "record volume creation on", Urgency::Now, |c| {
+    let written = update_claim(ctx, pvc, "record volume creation on", Urgency::Start, |c| {
         add_finalizer(c, CREATE_INTENT_FINALIZER)
     })
     .await?;
@@ -784,8 +784,10 @@ async fn update_claim(
 ) -> Result<Option<PersistentVolumeClaim>, Error> {
     let ns = pvc.namespace().unwrap_or_default();
     let api = Api::<PersistentVolumeClaim>::namespaced(ctx.prepaid.client.clone(), &ns);
-    if urgency == Urgency::Now {
-        ctx.prepaid.budget.acquire().await;
+    match urgency {
+        Urgency::Now => ctx.prepaid.budget.acquire().await,
+        Urgency::Start => ctx.prepaid.budget.acquire_low().await,
+        Urgency::Paid => {}
     }
     let Some(base) = freshest(ctx, pvc) else {
         return Ok(None);
@@ -822,6 +824,10 @@ enum Urgency {
     /// Waits for one now: someone waits for the write (provisioning,
     /// deletion, scheduling).
     Now,
+    /// Starts new work (the intent before CreateVolume): waits until no
+    /// request of work already started (a PV create) waits, so under a
+    /// throttle backlog started claims finish first.
+    Start,
     /// The caller already took a spare one
     /// ([`try_acquire_spare`](sidecar_runtime::kube_client::ApiBudget::try_acquire_spare)).
     Paid,

@@ -264,8 +264,10 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         args.retry.retry_interval_start,
         args.retry.retry_interval_max,
     );
-    let recorder =
-        sidecar_runtime::events::EventQueue::start(EventRecorder::new(client.clone(), &component));
+    let recorder = sidecar_runtime::events::EventQueue::start_spare(
+        EventRecorder::new(prepaid.client.clone(), &component),
+        prepaid.budget.clone(),
+    );
     let run_controllers = {
         let client = client.clone();
         move || async move {

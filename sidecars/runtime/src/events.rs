@@ -287,6 +287,28 @@ impl EventQueue {
         EventQueue { tx }
     }
 
+    /// Like [`start`](Self::start), but each write first waits for a spare
+    /// token of `budget` ([`ApiBudget::acquire_spare`]): events are
+    /// informational, so under a throttle backlog they wait for the work
+    /// itself, and when the queue is full they are dropped as client-go
+    /// drops them. `recorder` must use the unthrottled client that goes with
+    /// `budget` ([`Prepaid`](crate::kube_client::Prepaid)).
+    ///
+    /// [`ApiBudget::acquire_spare`]: crate::kube_client::ApiBudget::acquire_spare
+    pub fn start_spare(recorder: EventRecorder, budget: crate::kube_client::ApiBudget) -> Self {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<(ObjectReference, EventType, String, String)>(Self::DEPTH);
+        tokio::spawn(async move {
+            while let Some((obj, type_, reason, message)) = rx.recv().await {
+                budget.acquire_spare().await;
+                if let Err(e) = recorder.publish(&obj, type_, &reason, &message).await {
+                    tracing::warn!(error = %e, reason = %reason, "failed to record event");
+                }
+            }
+        });
+        EventQueue { tx }
+    }
+
     /// Queues an event; drops it (with a debug line) when the queue is full.
     pub fn send(&self, obj: &ObjectReference, type_: EventType, reason: &str, message: &str) {
         if self

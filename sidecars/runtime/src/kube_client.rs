@@ -163,6 +163,44 @@ impl ApiBudget {
         }
     }
 
+    /// Waits for and spends one token at low priority: it goes only when no
+    /// [`acquire`](Self::acquire) or throttled request is waiting. For work
+    /// that starts something new (a provisioner recording its intent before
+    /// CreateVolume), so that under a backlog the work already started (PV
+    /// creates) finishes first and the first results come early; the total
+    /// rate is unchanged.
+    pub async fn acquire_low(&self) {
+        let Some(b) = &self.limiter else { return };
+        let clock = DefaultClock::default();
+        let _waiting = Waiting::new(&b.waiting_low);
+        loop {
+            let wait = if b.waiting.load(Ordering::Acquire) > 0 {
+                b.period
+            } else {
+                match b.limiter.check() {
+                    Ok(()) => return,
+                    Err(not_until) => not_until.wait_time_from(clock.now()),
+                }
+            };
+            // Polled no faster than every 10 ms and at least once per refill.
+            tokio::time::sleep(wait.clamp(
+                Duration::from_millis(10),
+                b.period.max(Duration::from_millis(10)),
+            ))
+            .await;
+        }
+    }
+
+    /// Waits until [`try_acquire_spare`](Self::try_acquire_spare) succeeds,
+    /// looking once per refill: the lowest priority, for writes nobody waits
+    /// for (events).
+    pub async fn acquire_spare(&self) {
+        let Some(b) = &self.limiter else { return };
+        while !self.try_acquire_spare() {
+            tokio::time::sleep(b.period.max(Duration::from_millis(10))).await;
+        }
+    }
+
     /// Spends a token only if one is free and no request is waiting for
     /// one; `true` when spent (always when unlimited). For bookkeeping
     /// writes that must happen but should not delay the work users wait for
@@ -171,7 +209,11 @@ impl ApiBudget {
     pub fn try_acquire_spare(&self) -> bool {
         match &self.limiter {
             None => true,
-            Some(b) => b.waiting.load(Ordering::Acquire) == 0 && b.limiter.check().is_ok(),
+            Some(b) => {
+                b.waiting.load(Ordering::Acquire) == 0
+                    && b.waiting_low.load(Ordering::Acquire) == 0
+                    && b.limiter.check().is_ok()
+            }
         }
     }
 }
@@ -205,11 +247,13 @@ impl QpsLayer {
         let limiter = (qps > 0.0)
             .then(|| Duration::try_from_secs_f64(1.0 / qps).ok())
             .flatten()
-            .and_then(Quota::with_period)
-            .map(|q| {
+            .and_then(|period| Some((period, Quota::with_period(period)?)))
+            .map(|(period, q)| {
                 Arc::new(Bucket {
                     limiter: RateLimiter::direct(q.allow_burst(burst)),
                     waiting: AtomicUsize::new(0),
+                    waiting_low: AtomicUsize::new(0),
+                    period,
                 })
             });
         QpsLayer { limiter }
@@ -270,7 +314,12 @@ impl<S> std::fmt::Debug for QpsService<S> {
 #[derive(Debug)]
 struct Bucket {
     limiter: DefaultDirectRateLimiter,
+    /// Requests waiting at normal priority.
     waiting: AtomicUsize,
+    /// Requests waiting at low priority ([`ApiBudget::acquire_low`]).
+    waiting_low: AtomicUsize,
+    /// Time to refill one token (1/qps).
+    period: Duration,
 }
 
 /// Counts one waiter for as long as it lives (a dropped wait included).
@@ -451,6 +500,34 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(budget.try_acquire_spare(), "nobody waits: taken");
         assert!(QpsLayer::unlimited().budget().try_acquire_spare());
+    }
+
+    #[tokio::test]
+    async fn low_priority_goes_after_normal() {
+        let budget = QpsLayer::new(20.0, 1).budget();
+        budget.acquire().await; // the bucket is now empty
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (b, o) = (budget.clone(), order.clone());
+        let low = tokio::spawn(async move {
+            b.acquire_low().await;
+            o.lock().unwrap().push("low");
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!budget.try_acquire_spare(), "a low waiter blocks spare use");
+        let (b, o) = (budget.clone(), order.clone());
+        let normal = tokio::spawn(async move {
+            b.acquire().await;
+            o.lock().unwrap().push("normal");
+        });
+        normal.await.unwrap();
+        low.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["normal", "low"]);
+        QpsLayer::unlimited().budget().acquire_low().await;
+        QpsLayer::unlimited().budget().acquire_spare().await;
+        // A spare token comes once nobody waits.
+        tokio::time::timeout(Duration::from_secs(1), budget.acquire_spare())
+            .await
+            .expect("a spare token within a second at 20 QPS");
     }
 
     #[tokio::test]
