@@ -204,29 +204,42 @@ pub async fn run(
         .for_each(|_| async {});
 
     // The claim and PV watches are built here rather than by
-    // `Controller::new` so the workqueue metrics see every trigger.
+    // `Controller::new` so the workqueue metrics see every trigger; the
+    // stores come first so the context (which holds the metrics) exists
+    // before any stream.
     let (volumes, volume_writer) = reflector::store::<PersistentVolume>();
     let (claims, claim_writer) = reflector::store::<PersistentVolumeClaim>();
-    let queue_metrics = Arc::new(std::sync::OnceLock::<crate::workqueue::QueueMetrics>::new());
+    let (attachments, attachment_writer) = if watch_attachments {
+        let (reader, writer) = reflector::store::<VolumeAttachment>();
+        (Some(reader), Some(writer))
+    } else {
+        (None, None)
+    };
+    let ctx = Arc::new(make_ctx(Caches {
+        classes: classes.clone(),
+        volumes: volumes.clone(),
+        attachments,
+        claims: claims.clone(),
+        nodes: nodes.clone(),
+        csinodes: csinodes.clone(),
+    }));
+    let queue_metrics = ctx.queue_metrics.clone();
+
     let volume_stream = watcher(Api::<PersistentVolume>::all(client.clone()), watch_config())
         .default_backoff()
         .modify(slim)
         .reflect(volume_writer)
         .inspect(followed("volumes", queue_metrics.clone()))
         .applied_objects();
-    let mut volume_ctl = Controller::for_stream(volume_stream, volumes.clone())
+    let mut volume_ctl = Controller::for_stream(volume_stream, volumes)
         .with_config(controller::Config::default().concurrency(workers as u16));
 
-    let (attachments, attach_loop) = if watch_attachments {
-        let (reader, writer) = reflector::store::<VolumeAttachment>();
+    let attach_loop = if let Some(writer) = attachment_writer {
         let (tx, rx) = futures::channel::mpsc::unbounded::<ObjectRef<PersistentVolume>>();
         let qm = queue_metrics.clone();
-        volume_ctl =
-            volume_ctl.reconcile_on(rx.inspect(move |pv: &ObjectRef<PersistentVolume>| {
-                if let Some(m) = qm.get() {
-                    m.added("volumes", &pv.name);
-                }
-            }));
+        volume_ctl = volume_ctl.reconcile_on(
+            rx.inspect(move |pv: &ObjectRef<PersistentVolume>| qm.added("volumes", &pv.name)),
+        );
         let stream = watcher(Api::<VolumeAttachment>::all(client.clone()), watch_config())
             .default_backoff()
             .modify(slim)
@@ -239,12 +252,9 @@ pub async fn run(
                 }
                 futures::future::ready(())
             });
-        (Some(reader), futures::future::Either::Left(stream))
+        futures::future::Either::Left(stream)
     } else {
-        (
-            None,
-            futures::future::Either::Right(futures::future::pending::<()>()),
-        )
+        futures::future::Either::Right(futures::future::pending::<()>())
     };
     let claim_stream = watcher(
         Api::<PersistentVolumeClaim>::all(client.clone()),
@@ -255,18 +265,8 @@ pub async fn run(
     .reflect(claim_writer)
     .inspect(followed("claims", queue_metrics.clone()))
     .applied_objects();
-    let claim_ctl = Controller::for_stream(claim_stream, claims.clone())
+    let claim_ctl = Controller::for_stream(claim_stream, claims)
         .with_config(controller::Config::default().concurrency(workers as u16));
-    let ctx = Arc::new(make_ctx(Caches {
-        classes: classes.clone(),
-        volumes: volumes.clone(),
-        attachments,
-        claims,
-        nodes: nodes.clone(),
-        csinodes: csinodes.clone(),
-    }));
-    // Set before any stream is polled: the streams start with the loops below.
-    let _ = queue_metrics.set(ctx.queue_metrics.clone());
 
     let capacity_loop = match (capacity, &nodes, &csinodes) {
         (Some(setup), Some(n), Some(c)) => {
@@ -294,7 +294,6 @@ pub async fn run(
         _ => futures::future::Either::Right(futures::future::pending::<()>()),
     };
     // The in-progress gauges age between events.
-    let queue_metrics = ctx.queue_metrics.clone();
     let gauge_loop = async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -380,15 +379,14 @@ fn slim<K: kube::Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
 }
 
-/// A watch-stream inspector feeding `queue`'s workqueue metrics, once
-/// they exist.
+/// A watch-stream inspector feeding `queue`'s workqueue metrics.
 fn followed<K: kube::Resource>(
     queue: &'static str,
-    metrics: Arc<std::sync::OnceLock<crate::workqueue::QueueMetrics>>,
+    metrics: crate::workqueue::QueueMetrics,
 ) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
     move |event| {
-        if let (Ok(e), Some(m)) = (event, metrics.get()) {
-            m.watch_event(queue, e);
+        if let Ok(e) = event {
+            metrics.watch_event(queue, e);
         }
     }
 }
