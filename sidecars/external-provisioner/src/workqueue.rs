@@ -27,6 +27,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// The queues, each reported even while empty.
+const QUEUES: [&str; 2] = ["claims", "volumes"];
+
 /// The `name` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabel {
@@ -223,7 +226,7 @@ impl QueueMetrics {
         let Ok(m) = self.in_flight.lock() else { return };
         let now = Instant::now();
         let mut per_queue: HashMap<&'static str, (f64, f64)> =
-            HashMap::from([("claims", (0.0, 0.0)), ("volumes", (0.0, 0.0))]);
+            QUEUES.iter().map(|q| (*q, (0.0, 0.0))).collect();
         for (queue, started) in m.values() {
             let age = now.duration_since(*started).as_secs_f64();
             let e = per_queue.entry(queue).or_insert((0.0, 0.0));
@@ -241,7 +244,7 @@ impl QueueMetrics {
     /// periodically by the controller, as it costs a pass over the queue.
     pub fn refresh_depth(&self) {
         let now = Instant::now();
-        let mut depth: HashMap<&'static str, i64> = HashMap::from([("claims", 0), ("volumes", 0)]);
+        let mut depth: HashMap<&'static str, i64> = QUEUES.iter().map(|q| (*q, 0)).collect();
         if let Ok(w) = self.waiting.lock() {
             for ((queue, _), at) in w.iter() {
                 if *at <= now {

@@ -275,16 +275,7 @@ impl EventQueue {
 
     /// Starts the writer task on the current runtime.
     pub fn start(recorder: EventRecorder) -> Self {
-        let (tx, mut rx) =
-            tokio::sync::mpsc::channel::<(ObjectReference, EventType, String, String)>(Self::DEPTH);
-        tokio::spawn(async move {
-            while let Some((obj, type_, reason, message)) = rx.recv().await {
-                if let Err(e) = recorder.publish(&obj, type_, &reason, &message).await {
-                    tracing::warn!(error = %e, reason = %reason, "failed to record event");
-                }
-            }
-        });
-        EventQueue { tx }
+        Self::spawn(recorder, None)
     }
 
     /// Like [`start`](Self::start), but each write first waits for a spare
@@ -296,11 +287,17 @@ impl EventQueue {
     ///
     /// [`ApiBudget::acquire_spare`]: crate::kube_client::ApiBudget::acquire_spare
     pub fn start_spare(recorder: EventRecorder, budget: crate::kube_client::ApiBudget) -> Self {
+        Self::spawn(recorder, Some(budget))
+    }
+
+    fn spawn(recorder: EventRecorder, budget: Option<crate::kube_client::ApiBudget>) -> Self {
         let (tx, mut rx) =
             tokio::sync::mpsc::channel::<(ObjectReference, EventType, String, String)>(Self::DEPTH);
         tokio::spawn(async move {
             while let Some((obj, type_, reason, message)) = rx.recv().await {
-                budget.acquire_spare().await;
+                if let Some(b) = &budget {
+                    b.acquire_spare().await;
+                }
                 if let Err(e) = recorder.publish(&obj, type_, &reason, &message).await {
                     tracing::warn!(error = %e, reason = %reason, "failed to record event");
                 }
