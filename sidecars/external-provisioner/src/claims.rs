@@ -2,16 +2,14 @@
 //! (release), or, for a claim deleted mid-provisioning, CreateVolume →
 //! DeleteVolume → (release).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use csi_client::csi::v1::{
     CreateVolumeRequest, CreateVolumeResponse, DeleteVolumeRequest, GetCapacityRequest, Topology,
-    TopologyRequirement, VolumeContentSource,
 };
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-use k8s_openapi::api::storage::v1::VolumeAttributesClass;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -19,23 +17,18 @@ use kube::{Api, Resource, ResourceExt};
 use sidecar_runtime::events::EventType;
 use tracing::{debug, info, warn};
 
-use crate::annotations::{
-    ALPHA_SELECTED_NODE, CLONE_FINALIZER, CREATE_INTENT_FINALIZER, SELECTED_NODE,
-};
+use crate::annotations::{CLONE_FINALIZER, CREATE_INTENT_FINALIZER, SELECTED_NODE};
 use crate::classify::{
     CreateOutcome, classify_create_error, infeasible_message, proves_nothing_created,
 };
-use crate::controller::{Context, event, read_secret};
-use crate::datasource::{DataSource, clone_in_progress, clone_source};
+use crate::controller::{Context, event};
+use crate::datasource::{DataSource, clone_in_progress};
 use crate::error::Error;
 use crate::node_deployment::{NodeCheck, NodeInfo, check_node, claim_delay, selected_node};
-use crate::provision::{ClaimDecision, ProvisionPlan, Skip, decide_claim};
+use crate::prepare::{Prepared, Purpose, prepare_create};
+use crate::provision::{ClaimDecision, ProvisionPlan, Skip, decide_claim, has_create_intent};
 use crate::pv::{ResponseCheck, check_response};
-use crate::snapshot::{
-    VolumeSnapshot, VolumeSnapshotContent, add_source_finalizer, remove_source_finalizer,
-    snapshot_source,
-};
-use crate::topology::{TopologyError, TopologyInputs, accessibility_requirements};
+use crate::snapshot::{VolumeSnapshot, remove_source_finalizer};
 use crate::workqueue::object_key;
 
 pub(crate) fn claim_key(pvc: &PersistentVolumeClaim) -> String {
@@ -105,17 +98,7 @@ pub(crate) async fn reconcile_claim(
     let decision = match decision {
         Ok(d) => d,
         Err(e) => {
-            if !matches!(e, Error::Missing(_)) || pvc.metadata.deletion_timestamp.is_some() {
-                event(
-                    &ctx,
-                    &pvc.object_ref(&()),
-                    EventType::Warning,
-                    "ProvisioningFailed",
-                    &e.to_string(),
-                )
-                .await;
-                ctx.metrics.provision_failed(&class_name, "");
-            }
+            decide_failed(&ctx, &pvc, &class_name, &e).await;
             return Err(e);
         }
     };
@@ -190,15 +173,57 @@ pub(crate) async fn reconcile_claim(
     Ok(action)
 }
 
-async fn provision_claim(
-    ctx: &Context,
-    pvc: &PersistentVolumeClaim,
-    plan: &ProvisionPlan,
-    record_intent: bool,
-) -> Result<Action, Error> {
-    let class_name = class_of(pvc);
-    let source_label = plan.data_source.metric_label().to_string();
-    let started = Instant::now();
+/// Events for a claim that could not even be planned (class parameters,
+/// templates, data source kind, …). As upstream, which sends its Normal
+/// `Provisioning` event before every attempt and the Warning with the error
+/// after it; a missing StorageClass is only retried, as upstream's
+/// `shouldProvision` does. A deleted claim still carrying the creation
+/// intent is being cleaned up, not provisioned.
+async fn decide_failed(ctx: &Context, pvc: &PersistentVolumeClaim, class: &str, e: &Error) {
+    if pvc.metadata.deletion_timestamp.is_some() && has_create_intent(pvc) {
+        event(
+            ctx,
+            &pvc.object_ref(&()),
+            EventType::Warning,
+            "ProvisioningCleanupFailed",
+            &cleanup_failed_message(&volume_name_of(pvc, ctx), e),
+        )
+        .await;
+        return;
+    }
+    if matches!(e, Error::Missing(_)) {
+        return;
+    }
+    provisioning_event(ctx, pvc).await;
+    ctx.metrics.provision_failed(class, "");
+    event(
+        ctx,
+        &pvc.object_ref(&()),
+        EventType::Warning,
+        "ProvisioningFailed",
+        &e.to_string(),
+    )
+    .await;
+}
+
+/// The volume name a claim's CreateVolume uses, for messages.
+fn volume_name_of(pvc: &PersistentVolumeClaim, ctx: &Context) -> String {
+    crate::names::volume_name(
+        &ctx.cfg.volume_name_prefix,
+        pvc.uid().as_deref().unwrap_or_default(),
+        ctx.cfg.volume_name_uuid_length,
+    )
+    .unwrap_or_else(|_| {
+        format!(
+            "{}-{}",
+            ctx.cfg.volume_name_prefix,
+            pvc.uid().unwrap_or_default()
+        )
+    })
+}
+
+/// Upstream's Normal event before every provisioning attempt.
+async fn provisioning_event(ctx: &Context, pvc: &PersistentVolumeClaim) {
     event(
         ctx,
         &pvc.object_ref(&()),
@@ -210,23 +235,33 @@ async fn provision_claim(
         ),
     )
     .await;
-    let content_source = match content_source(ctx, pvc, plan).await {
-        Ok(cs) => cs,
-        Err(e) => {
-            report_failure(ctx, pvc, &class_name, &source_label, &e.to_string()).await;
-            return Err(e);
-        }
-    };
-    let requirements = match topology_requirements(ctx, pvc, plan) {
-        Ok(r) => r,
-        Err(e) if e.is_reschedule() => {
+}
+
+async fn provision_claim(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    plan: &ProvisionPlan,
+    record_intent: bool,
+) -> Result<Action, Error> {
+    let class_name = class_of(pvc);
+    let source_label = plan.data_source.metric_label().to_string();
+    let started = Instant::now();
+    provisioning_event(ctx, pvc).await;
+    // Everything CreateVolume needs is read before the creation intent is
+    // written: a claim whose reads fail (a missing or forbidden Secret, a
+    // VolumeAttributesClass, a data source, topology) never carries the
+    // intent, so its deletion is never held up by a CreateVolume that was
+    // never sent.
+    let request = match prepare_create(ctx, pvc, plan, Purpose::Provision).await {
+        Ok(Prepared::Ready(request)) => request,
+        Ok(Prepared::Reschedule(e)) => {
             report_failure(ctx, pvc, &class_name, &source_label, &e.to_string()).await;
             reschedule(ctx, pvc).await?;
             return Ok(Action::await_change());
         }
         Err(e) => {
             report_failure(ctx, pvc, &class_name, &source_label, &e.to_string()).await;
-            return Err(e.into());
+            return Err(e);
         }
     };
     let pvc = if record_intent {
@@ -234,7 +269,7 @@ async fn provision_claim(
     } else {
         pvc.clone()
     };
-    let result = create_and_save(ctx, &pvc, plan, content_source, requirements).await;
+    let result = create_and_save(ctx, &pvc, plan, *request).await;
     match result {
         Ok(()) => {
             ctx.metrics
@@ -306,57 +341,6 @@ async fn provision_claim(
             Err(e)
         }
     }
-}
-
-/// Accessibility requirements for CreateVolume, frozen per claim in the
-/// topology cache so retries send the same ones.
-fn topology_requirements(
-    ctx: &Context,
-    pvc: &PersistentVolumeClaim,
-    plan: &ProvisionPlan,
-) -> Result<Option<TopologyRequirement>, TopologyError> {
-    let (true, Some(nodes), Some(csinodes)) = (plan.topology, &ctx.nodes, &ctx.csinodes) else {
-        return Ok(None);
-    };
-    let annotations = pvc.metadata.annotations.clone().unwrap_or_default();
-    let selected = annotations
-        .get(SELECTED_NODE)
-        .or_else(|| annotations.get(ALPHA_SELECTED_NODE))
-        .map(String::as_str)
-        .filter(|n| !n.is_empty());
-    let (nodes, csinodes) = (nodes.state(), csinodes.state());
-    let name = pvc.name_any();
-    let inputs = TopologyInputs {
-        driver: &ctx.cfg.driver_name,
-        pvc_name: &name,
-        allowed_topologies: &plan.allowed_topologies,
-        selected_node: selected,
-        strict_topology: ctx.cfg.strict_topology,
-        immediate_topology: ctx.cfg.immediate_topology,
-        csi_nodes: &csinodes,
-        nodes: &nodes,
-    };
-    ctx.topology_cache
-        .get_or_compute(&pvc.uid().unwrap_or_default(), selected, || {
-            accessibility_requirements(&inputs)
-        })
-}
-
-/// The VolumeAttributesClass's parameters, sent as `mutable_parameters`
-/// (a direct GET, as upstream; its RBAC needs `get` on
-/// volumeattributesclasses).
-async fn mutable_parameters(ctx: &Context, name: &str) -> Result<BTreeMap<String, String>, Error> {
-    let class = Api::<VolumeAttributesClass>::all(ctx.client.clone())
-        .get(name)
-        .await
-        .map_err(|e| Error::kube(format!("get VolumeAttributesClass {name}"), e))?;
-    if class.driver_name != ctx.cfg.driver_name {
-        return Err(Error::InvalidParameter(format!(
-            "VolumeAttributesClass {name} is for driver {}, not {}",
-            class.driver_name, ctx.cfg.driver_name
-        )));
-    }
-    Ok(class.parameters.unwrap_or_default())
 }
 
 /// Node mode: wait a jittered, growing delay (so the instances of all
@@ -476,103 +460,6 @@ async fn report_failure(
     .await;
 }
 
-/// The CSI content source for a clone or a restore, after checking the
-/// source and protecting it with its finalizer; `None` for empty volumes.
-async fn content_source(
-    ctx: &Context,
-    pvc: &PersistentVolumeClaim,
-    plan: &ProvisionPlan,
-) -> Result<Option<VolumeContentSource>, Error> {
-    let ns = pvc.namespace().unwrap_or_default();
-    match &plan.data_source {
-        DataSource::Claim(name) => clone_content(ctx, pvc, &ns, name, &plan.class_provisioner)
-            .await
-            .map(Some),
-        DataSource::Snapshot(name) => {
-            snapshot_content(ctx, pvc, &ns, name, &plan.class_provisioner)
-                .await
-                .map(Some)
-        }
-        DataSource::None | DataSource::Populator { .. } => Ok(None),
-    }
-}
-
-/// `provisioner` is the (translated) StorageClass's, which the source volume
-/// must belong to.
-async fn clone_content(
-    ctx: &Context,
-    pvc: &PersistentVolumeClaim,
-    ns: &str,
-    name: &str,
-    provisioner: &str,
-) -> Result<VolumeContentSource, Error> {
-    let source = ctx.claims.get(&ObjectRef::new(name).within(ns));
-    let source_pv = source
-        .as_ref()
-        .and_then(|s| s.spec.as_ref().and_then(|sp| sp.volume_name.clone()))
-        .and_then(|v| ctx.volumes.get(&ObjectRef::new(&v)));
-    let cs = clone_source(
-        pvc,
-        name,
-        source.as_deref(),
-        source_pv.as_deref(),
-        provisioner,
-    )?;
-    if let Some(source) = source {
-        update_claim(ctx, &source, "protect clone source", Urgency::Now, |c| {
-            add_finalizer(c, CLONE_FINALIZER)
-        })
-        .await?;
-    }
-    Ok(cs)
-}
-
-/// Reads the VolumeSnapshot and its content (direct GETs, as upstream),
-/// checks them, and protects the snapshot with
-/// [`crate::snapshot::SNAPSHOT_SOURCE_FINALIZER`] while the restore runs.
-/// `provisioner` is the (translated) StorageClass's, which the snapshot must
-/// belong to.
-async fn snapshot_content(
-    ctx: &Context,
-    pvc: &PersistentVolumeClaim,
-    ns: &str,
-    name: &str,
-    provisioner: &str,
-) -> Result<VolumeContentSource, Error> {
-    let snapshots = Api::<VolumeSnapshot>::namespaced(ctx.client.clone(), ns);
-    let snapshot = snapshots
-        .get_opt(name)
-        .await
-        .map_err(|e| Error::kube(format!("get VolumeSnapshot {ns}/{name}"), e))?
-        .ok_or_else(|| Error::DataSource(format!("error getting handle for DataSource Type VolumeSnapshot by Name {name}: snapshot not found")))?;
-    let content_name = snapshot
-        .status
-        .as_ref()
-        .and_then(|s| s.bound_volume_snapshot_content_name.clone());
-    let content = match content_name {
-        Some(c) => Api::<VolumeSnapshotContent>::all(ctx.client.clone())
-            .get_opt(&c)
-            .await
-            .map_err(|e| Error::kube(format!("get VolumeSnapshotContent {c}"), e))?,
-        None => None,
-    };
-    let cs = snapshot_source(
-        pvc,
-        &snapshot,
-        content.as_ref(),
-        provisioner,
-        ctx.cfg.prevent_volume_mode_conversion,
-    )?;
-    let mut protected = snapshot.clone();
-    if add_source_finalizer(&mut protected) {
-        snapshots
-            .replace(name, &PostParams::default(), &protected)
-            .await
-            .map_err(|e| Error::kube(format!("protect VolumeSnapshot {ns}/{name}"), e))?;
-    }
-    Ok(cs)
-}
-
 /// After a successful restore the snapshot needs no protection from us;
 /// failures are only logged, as upstream (the orphan sweep retries).
 async fn release_snapshot(ctx: &Context, pvc: &PersistentVolumeClaim, plan: &ProvisionPlan) {
@@ -593,21 +480,12 @@ async fn release_snapshot(ctx: &Context, pvc: &PersistentVolumeClaim, plan: &Pro
     }
 }
 
+/// Sends CreateVolume (through the migrated handle for translated classes).
 async fn create_volume(
     ctx: &Context,
     plan: &ProvisionPlan,
-    content_source: Option<VolumeContentSource>,
-    requirements: Option<TopologyRequirement>,
+    request: CreateVolumeRequest,
 ) -> Result<CreateVolumeResponse, Error> {
-    let mut request: CreateVolumeRequest = plan.request.clone();
-    request.volume_content_source = content_source;
-    if let Some(name) = &plan.volume_attributes_class {
-        request.mutable_parameters = mutable_parameters(ctx, name).await?.into_iter().collect();
-    }
-    request.accessibility_requirements = requirements;
-    if let Some(s) = &plan.provisioner_secret {
-        request.secrets = read_secret(&ctx.client, s).await?.into_iter().collect();
-    }
     ctx.csi
         .for_migrated(plan.migrated)
         .create_volume(request)
@@ -618,18 +496,15 @@ async fn create_volume(
         })
 }
 
+/// Sends DeleteVolume with the provisioner secret's data, as read for the
+/// CreateVolume of the same attempt.
 async fn delete_volume(
     ctx: &Context,
     plan: &ProvisionPlan,
     volume_id: String,
+    secrets: HashMap<String, String>,
 ) -> Result<(), Error> {
-    let mut req = DeleteVolumeRequest {
-        volume_id,
-        ..Default::default()
-    };
-    if let Some(s) = &plan.provisioner_secret {
-        req.secrets = read_secret(&ctx.client, s).await?.into_iter().collect();
-    }
+    let req = DeleteVolumeRequest { volume_id, secrets };
     ctx.csi
         .for_migrated(plan.migrated)
         .delete_volume(req)
@@ -645,10 +520,10 @@ async fn create_and_save(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
     plan: &ProvisionPlan,
-    content_source: Option<VolumeContentSource>,
-    requirements: Option<TopologyRequirement>,
+    request: CreateVolumeRequest,
 ) -> Result<(), Error> {
-    let response = create_volume(ctx, plan, content_source, requirements).await?;
+    let secrets = request.secrets.clone();
+    let response = create_volume(ctx, plan, request).await?;
     match check_response(plan, pvc, &ctx.cfg.driver_name, &ctx.identity, &response)? {
         ResponseCheck::Save(pv) => {
             let api = Api::<PersistentVolume>::all(ctx.client.clone());
@@ -667,7 +542,7 @@ async fn create_and_save(
             saved
         }
         ResponseCheck::TooSmall { volume_id, error } => {
-            if let Err(e) = delete_volume(ctx, plan, volume_id).await {
+            if let Err(e) = delete_volume(ctx, plan, volume_id, secrets).await {
                 warn!(claim = %claim_name(pvc), error = %e, "cleanup of undersized volume failed; will retry");
             }
             Err(error)
@@ -676,7 +551,7 @@ async fn create_and_save(
             // As upstream: the volume cannot be recorded in the in-tree
             // form, so it is deleted again and the attempt fails.
             warn!(claim = %claim_name(pvc), volume = %volume_id, error = %error, "cannot translate the provisioned CSI volume to in-tree; deleting it");
-            if let Err(e) = delete_volume(ctx, plan, volume_id).await {
+            if let Err(e) = delete_volume(ctx, plan, volume_id, secrets).await {
                 warn!(claim = %claim_name(pvc), error = %e, "deleting the untranslatable volume failed; will retry");
             }
             Err(error)
@@ -686,20 +561,36 @@ async fn create_and_save(
 
 /// The claim was deleted while its volume creation was recorded but no PV
 /// saved: make sure no volume is left behind.
+///
+/// The intent is written only when CreateVolume is about to be sent (see
+/// [`crate::prepare`]), so CreateVolume may have run: it is repeated
+/// (idempotent by name) to learn the volume's ID, and the volume deleted.
+/// When that cannot be done (the secret the driver needs is gone, say) the
+/// claim stays, with a Warning event saying why and how to resolve it.
 async fn undo(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
     plan: &ProvisionPlan,
 ) -> Result<(), Error> {
-    // The repeated CreateVolume must match the first; a clone source that
-    // is gone by now is left out, which drivers that look up by name accept.
-    let source = content_source(ctx, pvc, plan).await.ok().flatten();
-    let requirements = topology_requirements(ctx, pvc, plan).ok().flatten();
-    match create_volume(ctx, plan, source, requirements).await {
+    let request = match prepare_create(ctx, pvc, plan, Purpose::Undo).await {
+        Ok(Prepared::Ready(request)) => *request,
+        // Undo tolerates topology failures, so this does not happen; if it
+        // did, the plain request still names the volume.
+        Ok(Prepared::Reschedule(_)) => plan.request.clone(),
+        Err(e) => {
+            cleanup_failed(ctx, pvc, plan, &e).await;
+            return Err(e);
+        }
+    };
+    let secrets = request.secrets.clone();
+    match create_volume(ctx, plan, request).await {
         Ok(resp) => {
             let volume_id = resp.volume.map(|v| v.volume_id).unwrap_or_default();
             if !volume_id.is_empty() {
-                delete_volume(ctx, plan, volume_id.clone()).await?;
+                if let Err(e) = delete_volume(ctx, plan, volume_id.clone(), secrets).await {
+                    cleanup_failed(ctx, pvc, plan, &e).await;
+                    return Err(e);
+                }
                 info!(claim = %claim_name(pvc), volume = %volume_id, "claim deleted during provisioning: deleted its volume");
             }
         }
@@ -709,6 +600,33 @@ async fn undo(
         Err(e) => return Err(e),
     }
     release_intent(ctx, pvc, Urgency::Now).await
+}
+
+/// Says on the claim why its deletion waits: the volume its provisioning
+/// may have created cannot be looked up or deleted yet. The reason is the
+/// one sig-storage-lib-external-provisioner uses for a volume it could not
+/// clean up after a failed provisioning.
+async fn cleanup_failed(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    plan: &ProvisionPlan,
+    e: &Error,
+) {
+    event(
+        ctx,
+        &pvc.object_ref(&()),
+        EventType::Warning,
+        "ProvisioningCleanupFailed",
+        &cleanup_failed_message(&plan.request.name, e),
+    )
+    .await;
+}
+
+/// The text of [`cleanup_failed`]'s event.
+fn cleanup_failed_message(volume: &str, e: &Error) -> String {
+    format!(
+        "the claim was deleted while volume {volume} was being created; it cannot be checked for and deleted yet: {e}. The claim keeps finalizer {CREATE_INTENT_FINALIZER} until that succeeds (if the driver never created the volume, removing the finalizer by hand is safe)"
+    )
 }
 
 /// Adds [`CREATE_INTENT_FINALIZER`] (see [`update_claim`]) and returns the
@@ -740,7 +658,7 @@ async fn release_intent(
     .map(|_| ())
 }
 
-fn add_finalizer(c: &mut PersistentVolumeClaim, name: &str) -> bool {
+pub(crate) fn add_finalizer(c: &mut PersistentVolumeClaim, name: &str) -> bool {
     let f = c.metadata.finalizers.get_or_insert_with(Vec::new);
     if f.iter().any(|x| x == name) {
         return false;
@@ -775,7 +693,7 @@ fn remove_finalizer(c: &mut PersistentVolumeClaim, name: &str) -> bool {
 ///
 /// Returns the written claim, `None` when nothing needed writing or the
 /// claim is gone.
-async fn update_claim(
+pub(crate) async fn update_claim(
     ctx: &Context,
     pvc: &PersistentVolumeClaim,
     what: &str,
@@ -820,7 +738,7 @@ async fn update_claim(
 
 /// How a claim write gets its QPS token.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Urgency {
+pub(crate) enum Urgency {
     /// Waits for one now: someone waits for the write (provisioning,
     /// deletion, scheduling).
     Now,

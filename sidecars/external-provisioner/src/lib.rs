@@ -57,6 +57,7 @@ pub mod migration;
 pub mod names;
 pub mod node_deployment;
 pub mod parameters;
+mod prepare;
 pub mod provision;
 pub mod pv;
 pub mod quantity;
