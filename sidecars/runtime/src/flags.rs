@@ -328,7 +328,7 @@ pub struct RetryArgs {
 /// `--logging-format` values.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
-    /// Human-readable lines (tracing's fmt output).
+    /// klog text lines: header, quoted message, `key="value"` pairs.
     #[default]
     Text,
     /// One klog-compatible JSON object per line.
