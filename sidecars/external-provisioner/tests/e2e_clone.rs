@@ -87,13 +87,12 @@ async fn clones_a_claim_and_protects_its_source() -> anyhow::Result<()> {
                 matches!(from, Some(SourceType::Volume(_))),
                 "clone made without a volume content source: {from:?}"
             );
-            let log = std::fs::read_to_string(s.provisioner.log_path())?;
+            let log = common::logged_requests(s.provisioner.log_path(), "CreateVolume")?;
             let wanted = format!(
                 "\"volume_content_source\":{{\"volume\":{{\"volume_id\":\"{source_handle}\"}}}}"
             );
             ensure!(
-                log.lines()
-                    .any(|l| l.contains("CreateVolume") && l.contains(&wanted)),
+                log.iter().any(|l| l.contains(&wanted)),
                 "no CreateVolume request with {wanted} in the provisioner log"
             );
             let source = pvcs.get("source").await?;

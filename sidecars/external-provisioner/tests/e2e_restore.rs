@@ -159,14 +159,13 @@ async fn restores_from_a_snapshot() -> anyhow::Result<()> {
             .await?;
             let restored_pv = wait_bound(&pvcs, "restored").await?;
             ensure!(restored_pv != source_pv);
-            let log = std::fs::read_to_string(provisioner.log_path())?;
+            let log = common::logged_requests(provisioner.log_path(), "CreateVolume")?;
             let wanted = format!(
                 "\"volume_content_source\":{{\"snapshot\":{{\"snapshot_id\":\"{}\"}}}}",
                 cut.snapshot_id
             );
             ensure!(
-                log.lines()
-                    .any(|l| l.contains("CreateVolume") && l.contains(&wanted)),
+                log.iter().any(|l| l.contains(&wanted)),
                 "no CreateVolume request with {wanted} in the provisioner log"
             );
             let snaps: Api<VolumeSnapshot> = Api::namespaced(admin.clone(), &ns);

@@ -105,12 +105,11 @@ async fn topology_follows_the_selected_node() -> anyhow::Result<()> {
             );
 
             // The request named the selected node's segment.
-            let log = std::fs::read_to_string(provisioner.log_path())?;
+            let log = common::logged_requests(provisioner.log_path(), "CreateVolume")?;
             let segment = format!("\"segments\":{{\"{KEY}\":\"{VALUE}\"}}");
             ensure!(
-                log.lines().any(|l| l.contains("CreateVolume")
-                    && l.contains("accessibility_requirements")
-                    && l.contains(&segment)),
+                log.iter()
+                    .any(|l| l.contains("accessibility_requirements") && l.contains(&segment)),
                 "no CreateVolume request with requisite {segment} in the provisioner log"
             );
 

@@ -52,10 +52,10 @@ async fn volume_attributes_class_parameters_reach_the_driver() -> anyhow::Result
                     == Some(vac_name.as_str()),
                 "PV does not record the VolumeAttributesClass"
             );
-            let log = std::fs::read_to_string(s.provisioner.log_path())?;
+            let log = common::logged_requests(s.provisioner.log_path(), "CreateVolume")?;
             ensure!(
-                log.lines().any(|l| l.contains("CreateVolume")
-                    && l.contains("\"mutable_parameters\":{\"iops\":\"3000\"}")),
+                log.iter()
+                    .any(|l| l.contains("\"mutable_parameters\":{\"iops\":\"3000\"}")),
                 "no CreateVolume request with the class's mutable_parameters in the provisioner log"
             );
             s.finish().await?;

@@ -328,3 +328,17 @@ impl Scenario {
         Ok(())
     }
 }
+
+/// The `GRPC call` lines of `method` the sidecar logged at `-v=5`, with
+/// klog's value quoting undone (`request="{\"name\":…}"` → `{"name":…}`),
+/// so JSON fragments of the request can be matched. Upstream's csi-lib-utils
+/// logs the same structured line, so this reads either implementation's log.
+pub fn logged_requests(log: &Path, method: &str) -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+    Ok(text
+        .lines()
+        .filter(|l| l.contains("GRPC call") && l.contains(method))
+        .map(|l| l.replace("\\\"", "\""))
+        .collect())
+}
