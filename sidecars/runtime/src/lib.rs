@@ -11,7 +11,6 @@
 //! * [`leader`]: Lease leader election interoperable with client-go.
 //! * [`backoff`]: per-object exponential failure backoff.
 //! * [`events`]: core/v1 Event recorder.
-//! * [`migration`]: CSI migration of in-tree volumes (csi-translation-lib).
 //! * [`shutdown`]: resolves on SIGTERM or SIGINT.
 //! * [`own_writes`]: read-your-own-writes over watch caches, so a controller
 //!   does not act again on a version it has already replaced.
@@ -26,7 +25,6 @@ pub mod http;
 pub mod kube_client;
 pub mod leader;
 pub mod logging;
-pub mod migration;
 pub mod own_writes;
 pub mod process_metrics;
 pub mod shutdown;
