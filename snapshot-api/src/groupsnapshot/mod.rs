@@ -1,0 +1,10 @@
+//! The `groupsnapshot.storage.k8s.io` API group: crash-consistent snapshots
+//! of several volumes taken together.
+//!
+//! external-snapshotter v8.6.0's CRDs serve `v1beta1` (deprecated),
+//! `v1beta2` (stored) and `v1`; `v1` and `v1beta2` have the same schema.
+
+pub mod v1beta2;
+
+/// The API group of [`v1beta2`]'s types.
+pub const GROUP: &str = "groupsnapshot.storage.k8s.io";
