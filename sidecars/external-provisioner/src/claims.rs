@@ -15,6 +15,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use sidecar_runtime::events::EventType;
+use sidecar_runtime::finalizers;
+pub(crate) use sidecar_runtime::write::Urgency;
 use tracing::{debug, info, warn};
 
 use crate::annotations::{CLONE_FINALIZER, CREATE_INTENT_FINALIZER, SELECTED_NODE};
@@ -78,7 +80,7 @@ pub(crate) async fn reconcile_claim(
             &pvc,
             "release clone protection of",
             Urgency::Now,
-            |c| remove_finalizer(c, CLONE_FINALIZER),
+            |c| finalizers::remove(c, CLONE_FINALIZER),
         )
         .await?;
         ctx.backoff.reset(&key);
@@ -636,7 +638,7 @@ async fn add_intent(
     pvc: &PersistentVolumeClaim,
 ) -> Result<PersistentVolumeClaim, Error> {
     let written = update_claim(ctx, pvc, "record volume creation on", Urgency::Start, |c| {
-        add_finalizer(c, CREATE_INTENT_FINALIZER)
+        finalizers::add(c, CREATE_INTENT_FINALIZER)
     })
     .await?;
     Ok(written.unwrap_or_else(|| pvc.clone()))
@@ -652,44 +654,17 @@ async fn release_intent(
         pvc,
         "release volume creation record on",
         urgency,
-        |c| remove_finalizer(c, CREATE_INTENT_FINALIZER),
+        |c| finalizers::remove(c, CREATE_INTENT_FINALIZER),
     )
     .await
     .map(|_| ())
 }
 
-pub(crate) fn add_finalizer(c: &mut PersistentVolumeClaim, name: &str) -> bool {
-    let f = c.metadata.finalizers.get_or_insert_with(Vec::new);
-    if f.iter().any(|x| x == name) {
-        return false;
-    }
-    f.push(name.to_string());
-    true
-}
-
-fn remove_finalizer(c: &mut PersistentVolumeClaim, name: &str) -> bool {
-    let Some(f) = c.metadata.finalizers.as_mut() else {
-        return false;
-    };
-    let before = f.len();
-    f.retain(|x| x != name);
-    f.len() != before
-}
-
-/// Applies `change` to the claim and writes it with an Update carrying the
-/// resourceVersion (upstream's RBAC grants `update` on claims, not `patch`),
-/// so nobody else's edit is ever overwritten. `change` returns false when
-/// there is nothing to write.
-///
-/// The request's token is taken before the claim is read (see
-/// [`Prepaid`](sidecar_runtime::kube_client::Prepaid)), so the Update is
-/// built from the newest version the cache holds when it is sent, not the
-/// one the reconcile started from seconds earlier under a throttle.
-///
-/// A 409 means someone else wrote first; their write reaches the cache
-/// through the watch and triggers the next reconcile, which decides again
-/// from it. So a conflict is [`Error::Conflict`], retried from the cache
-/// rather than with a GET of our own.
+/// Applies `change` to the claim and writes it with an Update built from
+/// the freshest cached version after the QPS token is taken (see
+/// [`sidecar_runtime::write`]): upstream's RBAC grants `update` on claims,
+/// not `patch`, and nobody else's edit is ever overwritten. A conflict is
+/// [`Error::Conflict`], retried from the version the watch brings.
 ///
 /// Returns the written claim, `None` when nothing needed writing or the
 /// claim is gone.
@@ -700,55 +675,10 @@ pub(crate) async fn update_claim(
     urgency: Urgency,
     change: impl Fn(&mut PersistentVolumeClaim) -> bool,
 ) -> Result<Option<PersistentVolumeClaim>, Error> {
-    let ns = pvc.namespace().unwrap_or_default();
-    let api = Api::<PersistentVolumeClaim>::namespaced(ctx.prepaid.client.clone(), &ns);
-    match urgency {
-        Urgency::Now => ctx.prepaid.budget.acquire().await,
-        Urgency::Start => ctx.prepaid.budget.acquire_low().await,
-        Urgency::Paid => {}
-    }
-    let Some(base) = freshest(ctx, pvc) else {
-        return Ok(None);
-    };
-    let mut updated = base.clone();
-    if !change(&mut updated) {
-        return Ok(None);
-    }
-    match api
-        .replace(&pvc.name_any(), &PostParams::default(), &updated)
+    ctx.claim_writer
+        .replace(pvc, &ctx.own_writes, what, urgency, change)
         .await
-    {
-        Ok(written) => {
-            let uid = pvc.uid().unwrap_or_default();
-            ctx.own_writes
-                .replaced(&uid, base.resource_version().as_deref());
-            Ok(Some(written))
-        }
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!(
-            "PersistentVolumeClaim {} changed meanwhile ({what}); retrying on its new version",
-            claim_name(pvc)
-        ))),
-        Err(e) => Err(Error::kube(
-            format!("{what} PersistentVolumeClaim {}", claim_name(pvc)),
-            e,
-        )),
-    }
-}
-
-/// How a claim write gets its QPS token.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Urgency {
-    /// Waits for one now: someone waits for the write (provisioning,
-    /// deletion, scheduling).
-    Now,
-    /// Starts new work (the intent before CreateVolume): waits until no
-    /// request of work already started (a PV create) waits, so under a
-    /// throttle backlog started claims finish first.
-    Start,
-    /// The caller already took a spare one
-    /// ([`try_acquire_spare`](sidecar_runtime::kube_client::ApiBudget::try_acquire_spare)).
-    Paid,
+        .map_err(Error::from)
 }
 
 /// How soon a deferred intent release looks for a spare QPS token again.
@@ -756,25 +686,6 @@ pub(crate) enum Urgency {
 /// and every look is a reconcile: at 2 s, 1,000 Bound claims waiting out a
 /// throttle backlog cost more CPU than provisioning them.
 const SPARE_TOKEN_RETRY: Duration = Duration::from_secs(30);
-
-/// The newest known version of `pvc`: the cache's, unless it is one this
-/// process has already replaced (then `pvc`, which may be what we wrote).
-/// `None` when the claim is gone or was re-created under another UID.
-fn freshest(ctx: &Context, pvc: &PersistentVolumeClaim) -> Option<PersistentVolumeClaim> {
-    let key = ObjectRef::new(&pvc.name_any()).within(&pvc.namespace().unwrap_or_default());
-    let cached = ctx.claims.get(&key)?;
-    if cached.uid() != pvc.uid() {
-        return None;
-    }
-    let uid = pvc.uid().unwrap_or_default();
-    if ctx
-        .own_writes
-        .is_stale(&uid, cached.resource_version().as_deref())
-    {
-        return Some(pvc.clone());
-    }
-    Some((*cached).clone())
-}
 
 /// Requeue delay after a failed claim reconcile: per-claim exponential
 /// backoff from `--retry-interval-start` to `--retry-interval-max`.

@@ -92,6 +92,8 @@ pub struct Context {
     ///
     /// [`kube_client::Prepaid`]: sidecar_runtime::kube_client::Prepaid
     pub prepaid: sidecar_runtime::kube_client::Prepaid,
+    /// Claim Updates from the freshest cached claim, paid with `prepaid`.
+    pub claim_writer: sidecar_runtime::write::CachedWriter<PersistentVolumeClaim>,
 }
 
 /// What [`run`] needs to start the CSIStorageCapacity loop next to the

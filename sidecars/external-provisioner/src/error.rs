@@ -77,3 +77,19 @@ impl Error {
         }
     }
 }
+
+/// The runtime's write errors: a conflict stays a conflict (retried from the
+/// watch); anything else names the write.
+impl From<sidecar_runtime::Error> for Error {
+    fn from(e: sidecar_runtime::Error) -> Self {
+        match e {
+            sidecar_runtime::Error::WriteConflict { .. } => Error::Conflict(e.to_string()),
+            sidecar_runtime::Error::Write {
+                what,
+                object,
+                source,
+            } => Error::kube(format!("{what} {object}"), source),
+            other => Error::Missing(other.to_string()),
+        }
+    }
+}

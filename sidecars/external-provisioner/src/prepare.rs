@@ -21,7 +21,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use crate::annotations::{ALPHA_SELECTED_NODE, CLONE_FINALIZER, SELECTED_NODE};
-use crate::claims::{Urgency, add_finalizer, update_claim};
+use crate::claims::{Urgency, update_claim};
 use crate::controller::{Context, read_secret};
 use crate::datasource::{DataSource, clone_source};
 use crate::error::Error;
@@ -194,7 +194,7 @@ async fn clone_content(
     )?;
     if let (true, Some(source)) = (protect, source) {
         update_claim(ctx, &source, "protect clone source", Urgency::Now, |c| {
-            add_finalizer(c, CLONE_FINALIZER)
+            sidecar_runtime::finalizers::add(c, CLONE_FINALIZER)
         })
         .await?;
     }

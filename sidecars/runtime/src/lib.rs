@@ -21,6 +21,7 @@
 pub mod backoff;
 pub mod error;
 pub mod events;
+pub mod finalizers;
 pub mod flags;
 pub mod http;
 pub mod kube_client;
@@ -32,6 +33,7 @@ pub mod process_metrics;
 pub mod shutdown;
 #[cfg(test)]
 mod test_api;
+pub mod write;
 
 pub use error::Error;
 
