@@ -31,7 +31,6 @@ use crate::prepare::{Prepared, Purpose, prepare_create};
 use crate::provision::{ClaimDecision, ProvisionPlan, Skip, decide_claim, has_create_intent};
 use crate::pv::{ResponseCheck, check_response};
 use crate::snapshot::{VolumeSnapshot, remove_source_finalizer};
-use crate::workqueue::object_key;
 
 pub(crate) fn claim_key(pvc: &PersistentVolumeClaim) -> String {
     format!("pvc/{}", pvc.uid().unwrap_or_default())
@@ -53,7 +52,7 @@ pub(crate) async fn reconcile_claim(
     pvc: Arc<PersistentVolumeClaim>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _work = ctx.queue_metrics.start("claims", &object_key(pvc.as_ref()));
+    let _work = ctx.claims_queue.start(pvc.as_ref());
     let key = claim_key(&pvc);
     if ctx.own_writes.is_stale(
         &pvc.uid().unwrap_or_default(),
@@ -69,11 +68,9 @@ pub(crate) async fn reconcile_claim(
         let claims = ctx.claims.state();
         if clone_in_progress(&pvc, claims.iter().map(|c| c.as_ref())) {
             // Upstream re-checks with backoff until the clones are done.
-            return Ok(ctx.queue_metrics.requeue(
-                "claims",
-                &object_key(pvc.as_ref()),
-                ctx.backoff.next_delay(&key),
-            ));
+            return Ok(ctx
+                .claims_queue
+                .requeue(pvc.as_ref(), ctx.backoff.next_delay(&key)));
         }
         update_claim(
             &ctx,
@@ -134,11 +131,7 @@ pub(crate) async fn reconcile_claim(
                 } else if ctx.prepaid.budget.try_acquire_spare() {
                     Urgency::Paid
                 } else {
-                    return Ok(ctx.queue_metrics.requeue(
-                        "claims",
-                        &object_key(pvc.as_ref()),
-                        SPARE_TOKEN_RETRY,
-                    ));
+                    return Ok(ctx.claims_queue.requeue(pvc.as_ref(), SPARE_TOKEN_RETRY));
                 };
                 release_intent(&ctx, &pvc, urgency).await?;
             }
@@ -325,11 +318,7 @@ async fn provision_claim(
                 Some(CreateOutcome::Infeasible) => {
                     // Upstream's slow retry: no CreateVolume before --retry-interval-max.
                     warn!(claim = %claim_name(&pvc), error = %e, retry_in = ?ctx.slow_retry, "infeasible, retrying slowly");
-                    return Ok(ctx.queue_metrics.requeue(
-                        "claims",
-                        &object_key(&pvc),
-                        ctx.slow_retry,
-                    ));
+                    return Ok(ctx.claims_queue.requeue(&pvc, ctx.slow_retry));
                 }
                 Some(CreateOutcome::Reschedule) => {
                     // The node has no room: let the scheduler choose again.
@@ -403,7 +392,7 @@ async fn become_owner(
         && resp.available_capacity < plan.requested_bytes
     {
         debug!(claim = %claim_name(pvc), available = resp.available_capacity, "not enough capacity on this node to claim it");
-        return Ok(ctx.queue_metrics.requeue("claims", &object_key(pvc), max));
+        return Ok(ctx.claims_queue.requeue(pvc, max));
     }
     // Re-checked on every conflict: another node may have claimed it.
     let claimed = update_claim(ctx, &current, "claim for this node", Urgency::Now, |c| {
@@ -694,14 +683,10 @@ pub(crate) fn claim_error_policy(
     err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    ctx.queue_metrics.retry("claims");
     let delay = ctx.backoff.next_delay(&claim_key(&pvc));
-    if matches!(err, Error::Conflict(_)) {
-        // Routine: the watch brings the new version sooner than the delay.
-        debug!(claim = %claim_name(&pvc), error = %err, retry_in = ?delay, "claim changed meanwhile");
-    } else {
-        warn!(claim = %claim_name(&pvc), error = %err, retry_in = ?delay, "provisioning failed");
-    }
-    ctx.queue_metrics
-        .requeue("claims", &object_key(pvc.as_ref()), delay)
+    // A conflict is routine: the watch brings the new version sooner than
+    // the delay.
+    let routine = matches!(err, Error::Conflict(_));
+    ctx.claims_queue
+        .retry_after_error(pvc.as_ref(), delay, routine, err)
 }

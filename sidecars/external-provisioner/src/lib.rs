@@ -68,6 +68,5 @@ pub mod snapshot_sweep;
 mod test_fixtures;
 pub mod topology;
 mod volumes;
-pub mod workqueue;
 
 pub use error::Error;

@@ -19,6 +19,7 @@ use external_provisioner::{capacity, capacity_controller};
 use prometheus_client::registry::Registry;
 use rand::Rng;
 use sidecar_runtime::backoff::PerObjectBackoff;
+use sidecar_runtime::controller::Queue;
 use sidecar_runtime::events::EventRecorder;
 use sidecar_runtime::{flags, http, kube_client, leader, logging, shutdown};
 use tracing::{error, info};
@@ -120,7 +121,8 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         "csi-provisioner",
     )?;
     let metrics = ProvisionerMetrics::register(&mut registry);
-    let queue_metrics = external_provisioner::workqueue::QueueMetrics::register(&mut registry);
+    let queue_metrics =
+        sidecar_runtime::workqueue::QueueMetrics::register(&mut registry, &["claims", "volumes"]);
     sidecar_runtime::process_metrics::register(&mut registry);
     let node = if args.node_deployment {
         let name = std::env::var("NODE_NAME").unwrap_or_default();
@@ -257,7 +259,8 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         strict_topology: args.strict_topology,
         immediate_topology: args.immediate_topology,
     };
-    let workers = args.worker_threads;
+    let workers =
+        u16::try_from(args.worker_threads).context("--worker-threads must be at most 65535")?;
     let watch_attachments = controller_caps.has(ControllerRpc::PublishUnpublishVolume);
     let slow_retry = args.retry.retry_interval_max;
     let backoff = PerObjectBackoff::new(
@@ -281,7 +284,8 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
                     recorder,
                     backoff,
                     metrics,
-                    queue_metrics,
+                    claims_queue: Queue::new("claims", queue_metrics.clone()),
+                    volumes_queue: Queue::new("volumes", queue_metrics),
                     slow_retry,
                     classes: caches.classes,
                     volumes: caches.volumes,

@@ -18,7 +18,6 @@ use crate::controller::{Context, event, read_secret};
 use crate::delete::{Attachment, VolumeAction, decide_volume};
 use crate::error::Error;
 use crate::secrets::SecretRef;
-use crate::workqueue::object_key;
 
 /// `finalizers` without ours, order kept.
 fn without_ours(finalizers: &[String]) -> Vec<String> {
@@ -40,7 +39,7 @@ async fn delete_failed_event(ctx: &Context, pv: &PersistentVolume, e: &Error) {
     .await;
 }
 
-fn volume_key(pv: &PersistentVolume) -> String {
+pub(crate) fn volume_key(pv: &PersistentVolume) -> String {
     format!("pv/{}", pv.name_any())
 }
 
@@ -49,7 +48,7 @@ pub(crate) async fn reconcile_volume(
     pv: Arc<PersistentVolume>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _work = ctx.queue_metrics.start("volumes", &object_key(pv.as_ref()));
+    let _work = ctx.volumes_queue.start(pv.as_ref());
     let uid = pv.uid().unwrap_or_default();
     if ctx
         .own_writes
@@ -113,11 +112,7 @@ pub(crate) async fn reconcile_volume(
             }
             // The VolumeAttachment's deletion re-triggers this PV; the
             // requeue is only a safety net.
-            return Ok(ctx.queue_metrics.requeue(
-                "volumes",
-                &object_key(pv.as_ref()),
-                ctx.slow_retry,
-            ));
+            return Ok(ctx.volumes_queue.requeue(pv.as_ref(), ctx.slow_retry));
         }
         VolumeAction::Delete { .. }
             if ctx.node.as_ref().is_some_and(|n| {
@@ -314,11 +309,9 @@ pub(crate) fn volume_error_policy(
     err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    ctx.queue_metrics.retry("volumes");
     let delay = ctx.backoff.next_delay(&volume_key(&pv));
-    warn!(pv = %pv.name_any(), error = %err, retry_in = ?delay, "volume reconcile failed");
-    ctx.queue_metrics
-        .requeue("volumes", &object_key(pv.as_ref()), delay)
+    ctx.volumes_queue
+        .retry_after_error(pv.as_ref(), delay, false, err)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! Every fallible operation returns [`Error`].
 
 pub mod backoff;
+pub mod controller;
 pub mod error;
 pub mod events;
 pub mod finalizers;
@@ -33,6 +34,7 @@ pub mod process_metrics;
 pub mod shutdown;
 #[cfg(test)]
 mod test_api;
+pub mod workqueue;
 pub mod write;
 
 pub use error::Error;
