@@ -77,6 +77,15 @@ pub enum Error {
     /// A semantic check across flags that clap cannot express (upstream exits 1).
     #[error("{0}")]
     FlagValidation(String),
+    /// Connecting to the CSI driver, or one of the start-up RPCs.
+    #[error("{what}: {source}")]
+    Csi {
+        /// What was being done, e.g. "GetPluginInfo".
+        what: String,
+        /// The client error.
+        #[source]
+        source: csi_client::Error,
+    },
     /// An Update answered 409 Conflict: someone else wrote the object since
     /// the version the write was built from (see [`crate::write`]).
     #[error("{object} changed meanwhile ({what}); retrying on its new version")]
@@ -115,7 +124,8 @@ impl Error {
             | Error::HttpBind { .. }
             | Error::LeaderElectionConfig(_)
             | Error::LoggingInit(_)
-            | Error::FlagValidation(_) => true,
+            | Error::FlagValidation(_)
+            | Error::Csi { .. } => true,
             Error::HttpServe(_) | Error::WriteConflict { .. } => false,
             Error::LeaseGet { source, .. }
             | Error::LeaseUpdate { source, .. }

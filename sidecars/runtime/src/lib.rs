@@ -18,6 +18,7 @@
 //!
 //! Every fallible operation returns [`Error`].
 
+pub mod app;
 pub mod backoff;
 pub mod controller;
 pub mod error;
