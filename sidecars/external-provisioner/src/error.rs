@@ -42,6 +42,17 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Saving the PV of a created volume failed. Upstream's library retries
+    /// the save in the background and records no event for it; the text is
+    /// its log line's.
+    #[error("error saving volume {pv}: {}", sidecar_runtime::gofmt::api_error(.source))]
+    SaveVolume {
+        /// The PV name.
+        pv: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
     /// A referenced object is missing from the cache (StorageClass, …):
     /// retried.
     #[error("{0}")]
@@ -122,6 +133,18 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "error getting secret creds in namespace team-a: secrets \"creds\" not found"
+        );
+        // sig-storage-lib-external-provisioner: controller/volume_store.go
+        // doSaveVolume.
+        let e = Error::SaveVolume {
+            pv: "pvc-1".into(),
+            source: kube::Error::Api(Box::new(
+                kube::core::Status::failure("etcdserver: request timed out", "").with_code(500),
+            )),
+        };
+        assert_eq!(
+            e.to_string(),
+            "error saving volume pvc-1: etcdserver: request timed out"
         );
         // prepareProvision returns the VolumeAttributesClass GET error as is.
         let e = Error::api(not_found(
