@@ -349,6 +349,9 @@ pub(crate) async fn event(
 
 /// Reads a Secret's data as the string map CSI wants. Values are never
 /// logged.
+///
+/// A failed GET reads as upstream's `getCredentials` error:
+/// `error getting secret <name> in namespace <namespace>: <API error>`.
 pub(crate) async fn read_secret(
     client: &Client,
     s: &SecretRef,
@@ -356,7 +359,7 @@ pub(crate) async fn read_secret(
     let secret = Api::<Secret>::namespaced(client.clone(), &s.namespace)
         .get(&s.name)
         .await
-        .map_err(|e| Error::kube(format!("get secret {}/{}", s.namespace, s.name), e))?;
+        .map_err(|e| Error::kube(crate::secrets::secret_get_action(s), e))?;
     Ok(secret
         .data
         .unwrap_or_default()

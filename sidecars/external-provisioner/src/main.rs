@@ -248,6 +248,7 @@ async fn run(args: ProvisionerArgs, gates: FeatureGates) -> anyhow::Result<()> {
         default_fstype: args.default_fstype.clone(),
         extra_create_metadata: args.extra_create_metadata,
         controller_publish_readonly: args.controller_publish_readonly,
+        controller_service: plugin.has(PluginService::ControllerService),
         can_create_delete,
         single_node_multi_writer: controller_caps.has(ControllerRpc::SingleNodeMultiWriter),
         can_clone: controller_caps.has(ControllerRpc::CloneVolume),

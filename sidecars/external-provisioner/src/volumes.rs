@@ -75,7 +75,16 @@ pub(crate) async fn reconcile_volume(
             })
         })
     });
-    let action = match decide_volume(&pv, class.as_deref(), &ctx.cfg.driver_name, attachment) {
+    let decided = decide_volume(&pv, class.as_deref(), &ctx.cfg.driver_name, attachment);
+    // Upstream's Delete checks the driver's capabilities before anything
+    // else a deletion needs.
+    let decided = match decided {
+        Ok(VolumeAction::Delete { .. } | VolumeAction::WaitForDetach(_)) => {
+            crate::provision::create_delete_capability(&ctx.cfg).and(decided)
+        }
+        other => other,
+    };
+    let action = match decided {
         Ok(a) => a,
         Err(e) => {
             delete_failed_event(&ctx, &pv, &e).await;
@@ -133,9 +142,15 @@ pub(crate) async fn reconcile_volume(
             }
             let started = Instant::now();
             let csi = ctx.csi.for_migrated(migrated);
-            if let Err(e) = delete_volume(&pv, &api, volume_id, secret, &csi, &ctx).await {
+            if let Err(e) = delete_volume(&pv, volume_id, secret, &csi, &ctx).await {
                 ctx.metrics.delete_failed(&class_name);
                 delete_failed_event(&ctx, &pv, &e).await;
+                return Err(e);
+            }
+            // As upstream, a failure to remove the PV object is retried
+            // without an event: the volume itself is gone.
+            if let Err(e) = remove_pv(&pv, &api, &ctx).await {
+                ctx.metrics.delete_failed(&class_name);
                 return Err(e);
             }
             ctx.metrics.deleted(&class_name, started.elapsed());
@@ -149,11 +164,9 @@ pub(crate) async fn reconcile_volume(
     Ok(Action::await_change())
 }
 
-/// DeleteVolume through `csi` (marked migrated for a translated in-tree PV),
-/// then the PV object and our finalizer.
+/// DeleteVolume through `csi` (marked migrated for a translated in-tree PV).
 async fn delete_volume(
     pv: &PersistentVolume,
-    api: &Api<PersistentVolume>,
     volume_id: String,
     secret: Option<SecretRef>,
     csi: &csi_client::Connection,
@@ -175,6 +188,15 @@ async fn delete_volume(
         rpc: "DeleteVolume",
         status,
     })?;
+    Ok(())
+}
+
+/// After DeleteVolume: the PV object, then our finalizer.
+async fn remove_pv(
+    pv: &PersistentVolume,
+    api: &Api<PersistentVolume>,
+    ctx: &Context,
+) -> Result<(), Error> {
     let name = pv.name_any();
     let remaining = match api.delete(&name, &DeleteParams::default()).await {
         Ok(either) => either.left(),

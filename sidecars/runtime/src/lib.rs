@@ -11,6 +11,8 @@
 //! * [`leader`]: Lease leader election interoperable with client-go.
 //! * [`backoff`]: per-object exponential failure backoff.
 //! * [`events`]: core/v1 Event recorder.
+//! * [`gofmt`]: Go's `%q` and client-go's API error text, for messages that
+//!   must read like upstream's.
 //! * [`migration`]: CSI migration of in-tree volumes (csi-translation-lib).
 //! * [`shutdown`]: resolves on SIGTERM or SIGINT.
 //! * [`own_writes`]: read-your-own-writes over watch caches, so a controller
@@ -25,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod finalizers;
 pub mod flags;
+pub mod gofmt;
 pub mod http;
 pub mod kube_client;
 pub mod leader;
