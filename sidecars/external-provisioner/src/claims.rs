@@ -103,6 +103,9 @@ pub(crate) async fn reconcile_claim(
     };
     let action = match decision {
         ClaimDecision::Skip(Skip::ExternalPopulator) => {
+            // Upstream's lib sends its Normal event before Provision(),
+            // which then finds the populator's kind.
+            provisioning_event(&ctx, &pvc).await;
             event(
                 &ctx,
                 &pvc.object_ref(&()),
@@ -305,14 +308,17 @@ async fn provision_claim(
             } else {
                 e.to_string()
             };
-            event(
-                ctx,
-                &pvc.object_ref(&()),
-                EventType::Warning,
-                "ProvisioningFailed",
-                &message,
-            )
-            .await;
+            // Upstream retries a failed PV save in the background, silently.
+            if !matches!(e, Error::SaveVolume { .. }) {
+                event(
+                    ctx,
+                    &pvc.object_ref(&()),
+                    EventType::Warning,
+                    "ProvisioningFailed",
+                    &message,
+                )
+                .await;
+            }
             let uid = pvc.uid().unwrap_or_default();
             match outcome {
                 Some(CreateOutcome::Infeasible) => {
@@ -522,10 +528,10 @@ async fn create_and_save(
                 Ok(_) => Ok(()),
                 // Saved by an earlier attempt whose answer was lost.
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-                Err(e) => Err(Error::kube(
-                    format!("create PersistentVolume {}", plan.pv_name),
-                    e,
-                )),
+                Err(e) => Err(Error::SaveVolume {
+                    pv: plan.pv_name.clone(),
+                    source: e,
+                }),
             };
             if saved.is_ok() {
                 ctx.own_writes.created(&plan.pv_name);
@@ -535,6 +541,7 @@ async fn create_and_save(
         ResponseCheck::TooSmall { volume_id, error } => {
             if let Err(e) = delete_volume(ctx, plan, volume_id, secrets).await {
                 warn!(claim = %claim_name(pvc), error = %e, "cleanup of undersized volume failed; will retry");
+                return Err(crate::pv::cleanup_failed(error, &plan.pv_name, &e));
             }
             Err(error)
         }
