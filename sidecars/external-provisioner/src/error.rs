@@ -111,6 +111,22 @@ fn kube_text(action: &str, source: &kube::Error) -> String {
     }
 }
 
+/// The runtime's write errors: a conflict stays a conflict (retried from the
+/// watch); anything else names the write.
+impl From<sidecar_runtime::Error> for Error {
+    fn from(e: sidecar_runtime::Error) -> Self {
+        match e {
+            sidecar_runtime::Error::WriteConflict { .. } => Error::Conflict(e.to_string()),
+            sidecar_runtime::Error::Write {
+                what,
+                object,
+                source,
+            } => Error::kube(format!("{what} {object}"), source),
+            other => Error::Missing(other.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,21 +170,5 @@ mod tests {
             e.to_string(),
             "volumeattributesclasses.storage.k8s.io \"gold\" not found"
         );
-    }
-}
-
-/// The runtime's write errors: a conflict stays a conflict (retried from the
-/// watch); anything else names the write.
-impl From<sidecar_runtime::Error> for Error {
-    fn from(e: sidecar_runtime::Error) -> Self {
-        match e {
-            sidecar_runtime::Error::WriteConflict { .. } => Error::Conflict(e.to_string()),
-            sidecar_runtime::Error::Write {
-                what,
-                object,
-                source,
-            } => Error::kube(format!("{what} {object}"), source),
-            other => Error::Missing(other.to_string()),
-        }
     }
 }

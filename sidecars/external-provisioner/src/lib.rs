@@ -64,6 +64,7 @@ pub mod quantity;
 pub mod secrets;
 pub mod snapshot;
 pub mod snapshot_sweep;
+pub mod startup;
 #[cfg(test)]
 mod test_fixtures;
 pub mod topology;
