@@ -72,8 +72,10 @@ pub enum TranslationError {
         /// What is wrong with them.
         reason: String,
     },
-    /// A StorageClass whose parameters and allowed topologies contradict each other.
-    #[error("invalid storage class: {0}")]
+    /// A StorageClass whose parameters and allowed topologies contradict each
+    /// other. Displays the text alone, which for zone parameters next to
+    /// allowedTopologies is csi-translation-lib's.
+    #[error("{0}")]
     InvalidStorageClass(String),
     /// An Azure disk of a kind (`Shared`, `Dedicated`) the CSI driver cannot use.
     #[error("azure disk kind {0:?} cannot be migrated to CSI: only Managed disks can")]

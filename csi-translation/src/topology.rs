@@ -313,7 +313,7 @@ impl ZoneParameter {
     pub(crate) fn record(&mut self, key: &str, value: &str) -> Result<()> {
         if let Some((previous, _)) = &self.found {
             return Err(TranslationError::InvalidStorageClass(format!(
-                "parameters {previous:?} and {key:?} both select zones"
+                "invalid storage class: parameters {previous:?} and {key:?} both select zones"
             )));
         }
         let zones = if key.eq_ignore_ascii_case(ZONES_PARAM) {
@@ -334,9 +334,10 @@ impl ZoneParameter {
             .as_ref()
             .is_some_and(|t| !t.is_empty());
         match self.found {
-            Some((key, _)) if has_allowed => Err(TranslationError::InvalidStorageClass(format!(
-                "parameter {key:?} and allowedTopologies cannot be set together"
-            ))),
+            // csi-translation-lib's text (TranslateInTreeStorageClassToCSI).
+            Some(_) if has_allowed => Err(TranslationError::InvalidStorageClass(
+                "cannot simultaneously set allowed topologies and zone/zones parameters".into(),
+            )),
             Some((_, zones)) => {
                 sc.allowed_topologies = Some(single_term(csi_key, zones));
                 Ok(())

@@ -112,6 +112,16 @@ pub struct ProvisionerArgs {
     pub feature_gates: std::collections::BTreeMap<String, bool>,
 }
 
+/// The shared flags, for [`sidecar_runtime::app`].
+impl sidecar_runtime::app::SidecarArgs for ProvisionerArgs {
+    fn common(&self) -> &sidecar_runtime::flags::CommonArgs {
+        &self.common
+    }
+    fn logging(&self) -> &sidecar_runtime::flags::LoggingArgs {
+        &self.logging
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

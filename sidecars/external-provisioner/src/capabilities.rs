@@ -17,7 +17,9 @@ use crate::error::Error;
 /// controller capability: with it RWO becomes SINGLE_NODE_MULTI_WRITER and
 /// RWOP SINGLE_NODE_SINGLE_WRITER; without it both are SINGLE_NODE_WRITER.
 ///
-/// Errors: [`Error::InvalidClaim`] (final) for an unknown mode.
+/// Errors: [`Error::InvalidClaim`] (final) for an unknown mode, with
+/// csi-lib-utils' text for a one-mode list (`unsupported AccessMode
+/// combination: [<mode>]`), which is what upstream asks it about.
 pub fn csi_access_mode(k8s_mode: &str, single_node_multi_writer: bool) -> Result<Mode, Error> {
     Ok(match (k8s_mode, single_node_multi_writer) {
         ("ReadWriteOnce", false) | ("ReadWriteOncePod", false) => Mode::SingleNodeWriter,
@@ -27,7 +29,7 @@ pub fn csi_access_mode(k8s_mode: &str, single_node_multi_writer: bool) -> Result
         ("ReadWriteMany", _) => Mode::MultiNodeMultiWriter,
         (other, _) => {
             return Err(Error::InvalidClaim(format!(
-                "unknown access mode {other:?}"
+                "unsupported AccessMode combination: [{other}]"
             )));
         }
     })
@@ -38,8 +40,11 @@ pub fn csi_access_mode(k8s_mode: &str, single_node_multi_writer: bool) -> Result
 /// `block` is `volumeMode: Block`; otherwise each capability is a mount with
 /// `fs_type` and the StorageClass `mount_flags`.
 ///
-/// Errors: [`Error::InvalidClaim`] (final) for no access modes, an unknown
-/// mode, or ReadWriteOncePod combined with another mode.
+/// As upstream, each mode is mapped on its own, so no combination is
+/// refused here and a claim without modes gets no capabilities (the API
+/// server refuses both kinds of claim anyway).
+///
+/// Errors: [`Error::InvalidClaim`] (final) for an unknown mode.
 pub fn volume_capabilities(
     access_modes: &[String],
     block: bool,
@@ -47,14 +52,6 @@ pub fn volume_capabilities(
     mount_flags: &[String],
     single_node_multi_writer: bool,
 ) -> Result<Vec<VolumeCapability>, Error> {
-    if access_modes.is_empty() {
-        return Err(Error::InvalidClaim("claim has no access modes".into()));
-    }
-    if access_modes.len() > 1 && access_modes.iter().any(|m| m == "ReadWriteOncePod") {
-        return Err(Error::InvalidClaim(
-            "ReadWriteOncePod must be the only access mode".into(),
-        ));
-    }
     access_modes
         .iter()
         .map(|m| {
@@ -99,7 +96,14 @@ mod tests {
                 "{k8s} snmw={snmw}"
             );
         }
-        assert!(csi_access_mode("ReadWriteSometimes", false).is_err());
+        // csi-lib-utils: accessmodes/access_modes.go toCSIAccessMode, asked
+        // by external-provisioner's getVolumeCapability about one mode.
+        assert_eq!(
+            csi_access_mode("ReadWriteSometimes", false)
+                .unwrap_err()
+                .to_string(),
+            "unsupported AccessMode combination: [ReadWriteSometimes]"
+        );
     }
 
     #[test]
@@ -129,10 +133,37 @@ mod tests {
         assert!(matches!(caps[0].access_type, Some(AccessType::Block(_))));
     }
 
+    /// external-provisioner: pkg/controller/controller.go getVolumeCapabilities
+    /// maps each mode alone, so combinations csi-lib-utils would refuse in
+    /// one list pass, and no modes means no capabilities.
     #[test]
-    fn invalid_combinations() {
-        assert!(volume_capabilities(&[], false, "", &[], false).is_err());
+    fn modes_are_mapped_one_by_one() {
+        assert!(
+            volume_capabilities(&[], false, "", &[], false)
+                .unwrap()
+                .is_empty()
+        );
         let rwop = vec!["ReadWriteOncePod".to_string(), "ReadOnlyMany".to_string()];
-        assert!(volume_capabilities(&rwop, false, "", &[], false).is_err());
+        let caps = volume_capabilities(&rwop, false, "", &[], false).unwrap();
+        let modes: Vec<i32> = caps.iter().map(|c| c.access_mode.unwrap().mode).collect();
+        assert_eq!(
+            modes,
+            vec![
+                Mode::SingleNodeWriter as i32,
+                Mode::MultiNodeReaderOnly as i32
+            ]
+        );
+        let err = volume_capabilities(
+            &["ReadWriteOnce".into(), "Bogus".into()],
+            false,
+            "",
+            &[],
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported AccessMode combination: [Bogus]"
+        );
     }
 }

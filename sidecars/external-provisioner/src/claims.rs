@@ -15,6 +15,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use sidecar_runtime::events::EventType;
+use sidecar_runtime::finalizers;
+pub(crate) use sidecar_runtime::write::Urgency;
 use tracing::{debug, info, warn};
 
 use crate::annotations::{CLONE_FINALIZER, CREATE_INTENT_FINALIZER, SELECTED_NODE};
@@ -29,7 +31,6 @@ use crate::prepare::{Prepared, Purpose, prepare_create};
 use crate::provision::{ClaimDecision, ProvisionPlan, Skip, decide_claim, has_create_intent};
 use crate::pv::{ResponseCheck, check_response};
 use crate::snapshot::{VolumeSnapshot, remove_source_finalizer};
-use crate::workqueue::object_key;
 
 pub(crate) fn claim_key(pvc: &PersistentVolumeClaim) -> String {
     format!("pvc/{}", pvc.uid().unwrap_or_default())
@@ -51,7 +52,7 @@ pub(crate) async fn reconcile_claim(
     pvc: Arc<PersistentVolumeClaim>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _work = ctx.queue_metrics.start("claims", &object_key(pvc.as_ref()));
+    let _work = ctx.claims_queue.start(pvc.as_ref());
     let key = claim_key(&pvc);
     if ctx.own_writes.is_stale(
         &pvc.uid().unwrap_or_default(),
@@ -67,18 +68,16 @@ pub(crate) async fn reconcile_claim(
         let claims = ctx.claims.state();
         if clone_in_progress(&pvc, claims.iter().map(|c| c.as_ref())) {
             // Upstream re-checks with backoff until the clones are done.
-            return Ok(ctx.queue_metrics.requeue(
-                "claims",
-                &object_key(pvc.as_ref()),
-                ctx.backoff.next_delay(&key),
-            ));
+            return Ok(ctx
+                .claims_queue
+                .requeue(pvc.as_ref(), ctx.backoff.next_delay(&key)));
         }
         update_claim(
             &ctx,
             &pvc,
             "release clone protection of",
             Urgency::Now,
-            |c| remove_finalizer(c, CLONE_FINALIZER),
+            |c| finalizers::remove(c, CLONE_FINALIZER),
         )
         .await?;
         ctx.backoff.reset(&key);
@@ -104,6 +103,9 @@ pub(crate) async fn reconcile_claim(
     };
     let action = match decision {
         ClaimDecision::Skip(Skip::ExternalPopulator) => {
+            // Upstream's lib sends its Normal event before Provision(),
+            // which then finds the populator's kind.
+            provisioning_event(&ctx, &pvc).await;
             event(
                 &ctx,
                 &pvc.object_ref(&()),
@@ -132,11 +134,7 @@ pub(crate) async fn reconcile_claim(
                 } else if ctx.prepaid.budget.try_acquire_spare() {
                     Urgency::Paid
                 } else {
-                    return Ok(ctx.queue_metrics.requeue(
-                        "claims",
-                        &object_key(pvc.as_ref()),
-                        SPARE_TOKEN_RETRY,
-                    ));
+                    return Ok(ctx.claims_queue.requeue(pvc.as_ref(), SPARE_TOKEN_RETRY));
                 };
                 release_intent(&ctx, &pvc, urgency).await?;
             }
@@ -310,24 +308,23 @@ async fn provision_claim(
             } else {
                 e.to_string()
             };
-            event(
-                ctx,
-                &pvc.object_ref(&()),
-                EventType::Warning,
-                "ProvisioningFailed",
-                &message,
-            )
-            .await;
+            // Upstream retries a failed PV save in the background, silently.
+            if !matches!(e, Error::SaveVolume { .. }) {
+                event(
+                    ctx,
+                    &pvc.object_ref(&()),
+                    EventType::Warning,
+                    "ProvisioningFailed",
+                    &message,
+                )
+                .await;
+            }
             let uid = pvc.uid().unwrap_or_default();
             match outcome {
                 Some(CreateOutcome::Infeasible) => {
                     // Upstream's slow retry: no CreateVolume before --retry-interval-max.
                     warn!(claim = %claim_name(&pvc), error = %e, retry_in = ?ctx.slow_retry, "infeasible, retrying slowly");
-                    return Ok(ctx.queue_metrics.requeue(
-                        "claims",
-                        &object_key(&pvc),
-                        ctx.slow_retry,
-                    ));
+                    return Ok(ctx.claims_queue.requeue(&pvc, ctx.slow_retry));
                 }
                 Some(CreateOutcome::Reschedule) => {
                     // The node has no room: let the scheduler choose again.
@@ -401,7 +398,7 @@ async fn become_owner(
         && resp.available_capacity < plan.requested_bytes
     {
         debug!(claim = %claim_name(pvc), available = resp.available_capacity, "not enough capacity on this node to claim it");
-        return Ok(ctx.queue_metrics.requeue("claims", &object_key(pvc), max));
+        return Ok(ctx.claims_queue.requeue(pvc, max));
     }
     // Re-checked on every conflict: another node may have claimed it.
     let claimed = update_claim(ctx, &current, "claim for this node", Urgency::Now, |c| {
@@ -531,10 +528,10 @@ async fn create_and_save(
                 Ok(_) => Ok(()),
                 // Saved by an earlier attempt whose answer was lost.
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-                Err(e) => Err(Error::kube(
-                    format!("create PersistentVolume {}", plan.pv_name),
-                    e,
-                )),
+                Err(e) => Err(Error::SaveVolume {
+                    pv: plan.pv_name.clone(),
+                    source: e,
+                }),
             };
             if saved.is_ok() {
                 ctx.own_writes.created(&plan.pv_name);
@@ -544,6 +541,7 @@ async fn create_and_save(
         ResponseCheck::TooSmall { volume_id, error } => {
             if let Err(e) = delete_volume(ctx, plan, volume_id, secrets).await {
                 warn!(claim = %claim_name(pvc), error = %e, "cleanup of undersized volume failed; will retry");
+                return Err(crate::pv::cleanup_failed(error, &plan.pv_name, &e));
             }
             Err(error)
         }
@@ -636,7 +634,7 @@ async fn add_intent(
     pvc: &PersistentVolumeClaim,
 ) -> Result<PersistentVolumeClaim, Error> {
     let written = update_claim(ctx, pvc, "record volume creation on", Urgency::Start, |c| {
-        add_finalizer(c, CREATE_INTENT_FINALIZER)
+        finalizers::add(c, CREATE_INTENT_FINALIZER)
     })
     .await?;
     Ok(written.unwrap_or_else(|| pvc.clone()))
@@ -652,44 +650,17 @@ async fn release_intent(
         pvc,
         "release volume creation record on",
         urgency,
-        |c| remove_finalizer(c, CREATE_INTENT_FINALIZER),
+        |c| finalizers::remove(c, CREATE_INTENT_FINALIZER),
     )
     .await
     .map(|_| ())
 }
 
-pub(crate) fn add_finalizer(c: &mut PersistentVolumeClaim, name: &str) -> bool {
-    let f = c.metadata.finalizers.get_or_insert_with(Vec::new);
-    if f.iter().any(|x| x == name) {
-        return false;
-    }
-    f.push(name.to_string());
-    true
-}
-
-fn remove_finalizer(c: &mut PersistentVolumeClaim, name: &str) -> bool {
-    let Some(f) = c.metadata.finalizers.as_mut() else {
-        return false;
-    };
-    let before = f.len();
-    f.retain(|x| x != name);
-    f.len() != before
-}
-
-/// Applies `change` to the claim and writes it with an Update carrying the
-/// resourceVersion (upstream's RBAC grants `update` on claims, not `patch`),
-/// so nobody else's edit is ever overwritten. `change` returns false when
-/// there is nothing to write.
-///
-/// The request's token is taken before the claim is read (see
-/// [`Prepaid`](sidecar_runtime::kube_client::Prepaid)), so the Update is
-/// built from the newest version the cache holds when it is sent, not the
-/// one the reconcile started from seconds earlier under a throttle.
-///
-/// A 409 means someone else wrote first; their write reaches the cache
-/// through the watch and triggers the next reconcile, which decides again
-/// from it. So a conflict is [`Error::Conflict`], retried from the cache
-/// rather than with a GET of our own.
+/// Applies `change` to the claim and writes it with an Update built from
+/// the freshest cached version after the QPS token is taken (see
+/// [`sidecar_runtime::write`]): upstream's RBAC grants `update` on claims,
+/// not `patch`, and nobody else's edit is ever overwritten. A conflict is
+/// [`Error::Conflict`], retried from the version the watch brings.
 ///
 /// Returns the written claim, `None` when nothing needed writing or the
 /// claim is gone.
@@ -700,55 +671,10 @@ pub(crate) async fn update_claim(
     urgency: Urgency,
     change: impl Fn(&mut PersistentVolumeClaim) -> bool,
 ) -> Result<Option<PersistentVolumeClaim>, Error> {
-    let ns = pvc.namespace().unwrap_or_default();
-    let api = Api::<PersistentVolumeClaim>::namespaced(ctx.prepaid.client.clone(), &ns);
-    match urgency {
-        Urgency::Now => ctx.prepaid.budget.acquire().await,
-        Urgency::Start => ctx.prepaid.budget.acquire_low().await,
-        Urgency::Paid => {}
-    }
-    let Some(base) = freshest(ctx, pvc) else {
-        return Ok(None);
-    };
-    let mut updated = base.clone();
-    if !change(&mut updated) {
-        return Ok(None);
-    }
-    match api
-        .replace(&pvc.name_any(), &PostParams::default(), &updated)
+    ctx.claim_writer
+        .replace(pvc, &ctx.own_writes, what, urgency, change)
         .await
-    {
-        Ok(written) => {
-            let uid = pvc.uid().unwrap_or_default();
-            ctx.own_writes
-                .replaced(&uid, base.resource_version().as_deref());
-            Ok(Some(written))
-        }
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Conflict(format!(
-            "PersistentVolumeClaim {} changed meanwhile ({what}); retrying on its new version",
-            claim_name(pvc)
-        ))),
-        Err(e) => Err(Error::kube(
-            format!("{what} PersistentVolumeClaim {}", claim_name(pvc)),
-            e,
-        )),
-    }
-}
-
-/// How a claim write gets its QPS token.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Urgency {
-    /// Waits for one now: someone waits for the write (provisioning,
-    /// deletion, scheduling).
-    Now,
-    /// Starts new work (the intent before CreateVolume): waits until no
-    /// request of work already started (a PV create) waits, so under a
-    /// throttle backlog started claims finish first.
-    Start,
-    /// The caller already took a spare one
-    /// ([`try_acquire_spare`](sidecar_runtime::kube_client::ApiBudget::try_acquire_spare)).
-    Paid,
+        .map_err(Error::from)
 }
 
 /// How soon a deferred intent release looks for a spare QPS token again.
@@ -757,25 +683,6 @@ pub(crate) enum Urgency {
 /// throttle backlog cost more CPU than provisioning them.
 const SPARE_TOKEN_RETRY: Duration = Duration::from_secs(30);
 
-/// The newest known version of `pvc`: the cache's, unless it is one this
-/// process has already replaced (then `pvc`, which may be what we wrote).
-/// `None` when the claim is gone or was re-created under another UID.
-fn freshest(ctx: &Context, pvc: &PersistentVolumeClaim) -> Option<PersistentVolumeClaim> {
-    let key = ObjectRef::new(&pvc.name_any()).within(&pvc.namespace().unwrap_or_default());
-    let cached = ctx.claims.get(&key)?;
-    if cached.uid() != pvc.uid() {
-        return None;
-    }
-    let uid = pvc.uid().unwrap_or_default();
-    if ctx
-        .own_writes
-        .is_stale(&uid, cached.resource_version().as_deref())
-    {
-        return Some(pvc.clone());
-    }
-    Some((*cached).clone())
-}
-
 /// Requeue delay after a failed claim reconcile: per-claim exponential
 /// backoff from `--retry-interval-start` to `--retry-interval-max`.
 pub(crate) fn claim_error_policy(
@@ -783,14 +690,10 @@ pub(crate) fn claim_error_policy(
     err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    ctx.queue_metrics.retry("claims");
     let delay = ctx.backoff.next_delay(&claim_key(&pvc));
-    if matches!(err, Error::Conflict(_)) {
-        // Routine: the watch brings the new version sooner than the delay.
-        debug!(claim = %claim_name(&pvc), error = %err, retry_in = ?delay, "claim changed meanwhile");
-    } else {
-        warn!(claim = %claim_name(&pvc), error = %err, retry_in = ?delay, "provisioning failed");
-    }
-    ctx.queue_metrics
-        .requeue("claims", &object_key(pvc.as_ref()), delay)
+    // A conflict is routine: the watch brings the new version sooner than
+    // the delay.
+    let routine = matches!(err, Error::Conflict(_));
+    ctx.claims_queue
+        .retry_after_error(pvc.as_ref(), delay, routine, err)
 }

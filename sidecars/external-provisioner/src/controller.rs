@@ -23,8 +23,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use sidecar_runtime::backoff::PerObjectBackoff;
+use sidecar_runtime::controller::{Queue, Stop, cache_all, drain, reflect_all, refresh_gauges};
 use sidecar_runtime::events::EventType;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::error::Error;
 use crate::metrics::ProvisionerMetrics;
@@ -49,8 +50,10 @@ pub struct Context {
     pub backoff: PerObjectBackoff<String>,
     /// Outcome metrics.
     pub metrics: ProvisionerMetrics,
-    /// `workqueue_*` metrics of the `claims` and `volumes` queues.
-    pub queue_metrics: crate::workqueue::QueueMetrics,
+    /// The `claims` queue (upstream's name), followed by `workqueue_*`.
+    pub claims_queue: Queue,
+    /// The `volumes` queue.
+    pub volumes_queue: Queue,
     /// Delay before retrying an infeasible (InvalidArgument) claim:
     /// `--retry-interval-max`, as upstream's slow set.
     pub slow_retry: std::time::Duration,
@@ -92,6 +95,8 @@ pub struct Context {
     ///
     /// [`kube_client::Prepaid`]: sidecar_runtime::kube_client::Prepaid
     pub prepaid: sidecar_runtime::kube_client::Prepaid,
+    /// Claim Updates from the freshest cached claim, paid with `prepaid`.
+    pub claim_writer: sidecar_runtime::write::CachedWriter<PersistentVolumeClaim>,
 }
 
 /// What [`run`] needs to start the CSIStorageCapacity loop next to the
@@ -112,7 +117,7 @@ pub struct CapacitySetup {
 /// What [`run`] runs besides the two controllers, and how wide.
 pub struct RunOptions {
     /// `--worker-threads` (claim workers, and separately volume workers).
-    pub workers: usize,
+    pub workers: u16,
     /// Cache VolumeAttachments (driver has PUBLISH_UNPUBLISH_VOLUME).
     pub watch_attachments: bool,
     /// Cache Nodes and CSINodes (topology or capacity in use).
@@ -178,30 +183,14 @@ pub async fn run(
         };
         (Some(node_reader), Some(csinode_reader), keep.boxed())
     } else if watch_topology {
-        let (node_reader, node_writer) = reflector::store::<Node>();
-        let (csinode_reader, csinode_writer) = reflector::store::<CSINode>();
-        let node_stream = watcher(Api::<Node>::all(client.clone()), watch_config())
-            .default_backoff()
-            .modify(slim)
-            .reflect(node_writer)
-            .for_each(|_| futures::future::ready(()));
-        let csinode_stream = watcher(Api::<CSINode>::all(client.clone()), watch_config())
-            .default_backoff()
-            .modify(slim)
-            .reflect(csinode_writer)
-            .for_each(|_| futures::future::ready(()));
-        let both = futures::future::join(node_stream, csinode_stream).map(|_| ());
+        let (node_reader, node_loop) = cache_all::<Node>(client.clone());
+        let (csinode_reader, csinode_loop) = cache_all::<CSINode>(client.clone());
+        let both = futures::future::join(node_loop, csinode_loop).map(|_| ());
         (Some(node_reader), Some(csinode_reader), both.boxed())
     } else {
         (None, None, futures::future::pending::<()>().boxed())
     };
-    let (classes, class_writer) = reflector::store::<StorageClass>();
-    let class_stream = watcher(Api::<StorageClass>::all(client.clone()), watch_config())
-        .default_backoff()
-        .modify(slim)
-        .reflect(class_writer)
-        .applied_objects()
-        .for_each(|_| async {});
+    let (classes, class_loop) = cache_all::<StorageClass>(client.clone());
 
     // The claim and PV watches are built here rather than by
     // `Controller::new` so the workqueue metrics see every trigger; the
@@ -223,50 +212,38 @@ pub async fn run(
         nodes: nodes.clone(),
         csinodes: csinodes.clone(),
     }));
-    let queue_metrics = ctx.queue_metrics.clone();
 
-    let volume_stream = watcher(Api::<PersistentVolume>::all(client.clone()), watch_config())
-        .default_backoff()
-        .modify(slim)
-        .reflect(volume_writer)
-        .inspect(followed("volumes", queue_metrics.clone()))
+    let forget = ctx.clone();
+    let volume_stream = reflect_all(client.clone(), volume_writer)
+        .inspect(ctx.volumes_queue.follow(move |pv| forget.forget_volume(pv)))
         .applied_objects();
     let mut volume_ctl = Controller::for_stream(volume_stream, volumes)
-        .with_config(controller::Config::default().concurrency(workers as u16));
+        .with_config(controller::Config::default().concurrency(workers));
 
     let attach_loop = if let Some(writer) = attachment_writer {
         let (tx, rx) = futures::channel::mpsc::unbounded::<ObjectRef<PersistentVolume>>();
-        let qm = queue_metrics.clone();
+        let queue = ctx.volumes_queue.clone();
         volume_ctl = volume_ctl.reconcile_on(
-            rx.inspect(move |pv: &ObjectRef<PersistentVolume>| qm.added("volumes", &pv.name)),
+            rx.inspect(move |pv: &ObjectRef<PersistentVolume>| queue.added(&pv.name)),
         );
-        let stream = watcher(Api::<VolumeAttachment>::all(client.clone()), watch_config())
-            .default_backoff()
-            .modify(slim)
-            .reflect(writer)
-            .for_each(move |event| {
-                if let Ok(watcher::Event::Delete(va)) = event
-                    && let Some(pv) = va.spec.source.persistent_volume_name
-                {
-                    let _ = tx.unbounded_send(ObjectRef::new(&pv));
-                }
-                futures::future::ready(())
-            });
+        let stream = reflect_all(client.clone(), writer).for_each(move |event| {
+            if let Ok(watcher::Event::Delete(va)) = event
+                && let Some(pv) = va.spec.source.persistent_volume_name
+            {
+                let _ = tx.unbounded_send(ObjectRef::new(&pv));
+            }
+            futures::future::ready(())
+        });
         futures::future::Either::Left(stream)
     } else {
         futures::future::Either::Right(futures::future::pending::<()>())
     };
-    let claim_stream = watcher(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        watch_config(),
-    )
-    .default_backoff()
-    .modify(slim)
-    .reflect(claim_writer)
-    .inspect(followed("claims", queue_metrics.clone()))
-    .applied_objects();
+    let forget = ctx.clone();
+    let claim_stream = reflect_all(client.clone(), claim_writer)
+        .inspect(ctx.claims_queue.follow(move |pvc| forget.forget_claim(pvc)))
+        .applied_objects();
     let claim_ctl = Controller::for_stream(claim_stream, claims)
-        .with_config(controller::Config::default().concurrency(workers as u16));
+        .with_config(controller::Config::default().concurrency(workers));
 
     let capacity_loop = match (capacity, &nodes, &csinodes) {
         (Some(setup), Some(n), Some(c)) => {
@@ -293,40 +270,21 @@ pub async fn run(
         ),
         _ => futures::future::Either::Right(futures::future::pending::<()>()),
     };
-    // The in-progress gauges age between events.
-    let gauge_loop = async move {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            queue_metrics.refresh();
-            queue_metrics.refresh_depth();
-        }
-    };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let gauge_loop = refresh_gauges(ctx.claims_queue.metrics().clone());
+    let stop = Stop::new(shutdown);
 
-    let volume_loop = volume_ctl
-        .graceful_shutdown_on(stopped(stop_rx.clone()))
-        .run(
+    let volume_loop = drain(
+        volume_ctl.graceful_shutdown_on(stop.signal()).run(
             volumes::reconcile_volume,
             volumes::volume_error_policy,
             ctx.clone(),
-        )
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                debug!(error = %e, "volume reconcile");
-            }
-        });
+        ),
+        "volumes",
+    );
 
     // Claims need both caches: a claim decided before the PV cache is
     // complete could be provisioned twice.
     let claim_ctx = ctx.clone();
-    let claim_stop = stop_rx.clone();
     let claim_loop = async move {
         let (c, v) = (claim_ctx.classes.clone(), claim_ctx.volumes.clone());
         if c.wait_until_ready().await.is_err() || v.wait_until_ready().await.is_err() {
@@ -334,23 +292,19 @@ pub async fn run(
             return;
         }
         info!("caches synced, provisioning");
-        claim_ctl
-            .graceful_shutdown_on(stopped(claim_stop))
-            .run(
+        drain(
+            claim_ctl.graceful_shutdown_on(stop.signal()).run(
                 claims::reconcile_claim,
                 claims::claim_error_policy,
                 claim_ctx,
-            )
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    debug!(error = %e, "claim reconcile");
-                }
-            })
-            .await;
+            ),
+            "claims",
+        )
+        .await;
     };
 
     tokio::select! {
-        _ = class_stream => {},
+        _ = class_loop => {},
         _ = attach_loop => {},
         _ = topology_loop => {},
         _ = capacity_loop => {},
@@ -360,33 +314,25 @@ pub async fn run(
     }
 }
 
-/// Watches list as client-go's informers do: the initial list and every
-/// re-list ask for `resourceVersion=0` without paging, which the API server
-/// answers from its watch cache in one response. kube-runtime's default, a
-/// consistent list in pages of 500, makes 5,000 claims 10 requests, each
-/// spending a QPS token before the first provision.
-fn watch_config() -> watcher::Config {
-    let mut config = watcher::Config::default().any_semantic();
-    config.page_size = None;
-    config
-}
+impl Context {
+    /// A claim is gone: its backoff, frozen topology and node-claim
+    /// attempts go with it (they are keyed by the claim, and would
+    /// otherwise grow for as long as the process runs).
+    fn forget_claim(&self, pvc: &PersistentVolumeClaim) {
+        let uid = pvc.metadata.uid.clone().unwrap_or_default();
+        self.backoff.reset(&claims::claim_key(pvc));
+        self.topology_cache.forget(&uid);
+        if let Ok(mut attempts) = self.node_claim_attempts.lock() {
+            attempts.remove(&uid);
+        }
+    }
 
-/// Drops what no decision reads from cached objects: `managedFields`, the
-/// bulk of a small object. Claims are written back with Updates built from
-/// the cache; an Update without `managedFields` keeps the server's (only a
-/// list holding one empty entry resets them), so nothing is lost.
-fn slim<K: kube::Resource>(obj: &mut K) {
-    obj.meta_mut().managed_fields = None;
-}
-
-/// A watch-stream inspector feeding `queue`'s workqueue metrics.
-fn followed<K: kube::Resource>(
-    queue: &'static str,
-    metrics: crate::workqueue::QueueMetrics,
-) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
-    move |event| {
-        if let Ok(e) = event {
-            metrics.watch_event(queue, e);
+    /// A PV is gone: its backoff and announced detach wait go with it.
+    fn forget_volume(&self, pv: &PersistentVolume) {
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        self.backoff.reset(&volumes::volume_key(pv));
+        if let Ok(mut waits) = self.detach_waits.lock() {
+            waits.remove(&name);
         }
     }
 }
@@ -403,6 +349,9 @@ pub(crate) async fn event(
 
 /// Reads a Secret's data as the string map CSI wants. Values are never
 /// logged.
+///
+/// A failed GET reads as upstream's `getCredentials` error:
+/// `error getting secret <name> in namespace <namespace>: <API error>`.
 pub(crate) async fn read_secret(
     client: &Client,
     s: &SecretRef,
@@ -410,7 +359,7 @@ pub(crate) async fn read_secret(
     let secret = Api::<Secret>::namespaced(client.clone(), &s.namespace)
         .get(&s.name)
         .await
-        .map_err(|e| Error::kube(format!("get secret {}/{}", s.namespace, s.name), e))?;
+        .map_err(|e| Error::kube(crate::secrets::secret_get_action(s), e))?;
     Ok(secret
         .data
         .unwrap_or_default()

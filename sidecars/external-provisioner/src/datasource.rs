@@ -6,7 +6,14 @@
 
 use csi_client::csi::v1::VolumeContentSource;
 use csi_client::csi::v1::volume_content_source::{Type as SourceType, VolumeSource};
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use sidecar_runtime::gofmt::quote;
 
 use crate::error::Error;
 use crate::quantity;
@@ -41,46 +48,74 @@ impl DataSource {
     }
 }
 
+/// Upstream's first data-source check (`dataSource`, before the
+/// StorageClass is translated): a `spec.dataSourceRef` with a namespace
+/// needs the CrossNamespaceVolumeDataSource feature gate, which this
+/// provisioner does not offer.
+///
+/// Errors: [`Error::Unsupported`] (final) with upstream's text.
+pub fn check_data_source_namespace(pvc: &PersistentVolumeClaim) -> Result<(), Error> {
+    let spec = pvc.spec.as_ref();
+    let cross = spec.is_some_and(|s| {
+        s.data_source.is_none()
+            && s.data_source_ref
+                .as_ref()
+                .and_then(|r| r.namespace.as_deref())
+                .is_some_and(|ns| !ns.is_empty())
+    });
+    if cross {
+        return Err(Error::Unsupported(
+            "dataSourceRef namespace specified but the CrossNamespaceVolumeDataSource feature is disabled".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads the claim's data source: `spec.dataSource`, else `spec.dataSourceRef`.
 ///
-/// Errors (final): a reference to another namespace (the
-/// CrossNamespaceVolumeDataSource gate is off), an empty name, a
-/// VolumeSnapshot outside `snapshot.storage.k8s.io`.
+/// As upstream (`dataSource` and the kind switch of `prepareProvision`):
+/// kind `PersistentVolumeClaim` is a clone whatever its apiGroup, kind
+/// `VolumeSnapshot` a restore that must name `snapshot.storage.k8s.io`,
+/// anything else is left to a populator.
+///
+/// Errors (final), with upstream's texts: a `dataSourceRef` with a namespace
+/// ([`check_data_source_namespace`]), an empty name (`the PVC source not
+/// found for PVC <claim>`), a VolumeSnapshot of another apiGroup.
 pub fn data_source(pvc: &PersistentVolumeClaim) -> Result<DataSource, Error> {
+    check_data_source_namespace(pvc)?;
     let spec = pvc.spec.clone().unwrap_or_default();
     let (group, kind, name) = if let Some(ds) = spec.data_source {
         (ds.api_group.unwrap_or_default(), ds.kind, ds.name)
     } else if let Some(r) = spec.data_source_ref {
-        if r.namespace
-            .as_deref()
-            .is_some_and(|ns| !ns.is_empty() && Some(ns) != pvc.metadata.namespace.as_deref())
-        {
-            return Err(Error::Unsupported(
-                "dataSourceRef.namespace needs the CrossNamespaceVolumeDataSource feature gate, which is disabled".into(),
-            ));
-        }
         (r.api_group.unwrap_or_default(), r.kind, r.name)
     } else {
         return Ok(DataSource::None);
     };
-    match (group.as_str(), kind.as_str()) {
-        ("", "PersistentVolumeClaim") | ("snapshot.storage.k8s.io", "VolumeSnapshot")
-            if name.is_empty() =>
-        {
-            Err(Error::InvalidClaim(
-                "the claim's data source has an empty name".into(),
-            ))
-        }
-        ("", "PersistentVolumeClaim") => Ok(DataSource::Claim(name)),
-        ("snapshot.storage.k8s.io", "VolumeSnapshot") => Ok(DataSource::Snapshot(name)),
-        (g, "VolumeSnapshot") => Err(Error::InvalidClaim(format!(
-            "the claim's data source VolumeSnapshot has apiGroup {g:?}, want snapshot.storage.k8s.io"
+    if name.is_empty() {
+        return Err(Error::InvalidClaim(format!(
+            "the PVC source not found for PVC {}",
+            pvc.metadata.name.as_deref().unwrap_or_default()
+        )));
+    }
+    match kind.as_str() {
+        "VolumeSnapshot" if group == SNAPSHOT_GROUP => Ok(DataSource::Snapshot(name)),
+        "VolumeSnapshot" => Err(Error::InvalidClaim(format!(
+            "the PVC source does not belong to the right APIGroup. Expected {SNAPSHOT_GROUP}, Got {group}"
         ))),
+        "PersistentVolumeClaim" => Ok(DataSource::Claim(name)),
         _ => Ok(DataSource::Populator {
             api_group: group,
             kind,
         }),
     }
+}
+
+const SNAPSHOT_GROUP: &str = "snapshot.storage.k8s.io";
+
+/// The claim's storage request in bytes, 0 when absent or unreadable, as
+/// Go's `Quantity.Value()` of a missing map entry.
+fn request_or_zero(pvc: &PersistentVolumeClaim) -> i64 {
+    quantity::claim_request_bytes(pvc).unwrap_or(0)
 }
 
 /// Checks that `source` (the claim named by a clone request, from the cache)
@@ -90,10 +125,13 @@ pub fn data_source(pvc: &PersistentVolumeClaim) -> Result<DataSource, Error> {
 /// `provisioner` is the new claim's StorageClass provisioner.
 ///
 /// Errors: [`Error::DataSource`] (retried) for every unmet condition, with
-/// upstream's conditions: source exists, is Bound and not being deleted,
-/// both claims name a StorageClass, the new claim is at least as large,
-/// the source PV is a CSI volume of the same driver bound to exactly this
-/// source claim, and both claims have the same volume mode.
+/// upstream's conditions, order and texts (`getPVCSource`, wrapped by
+/// `prepareProvision` in `error getting handle for DataSource Type
+/// PersistentVolumeClaim by Name <source>: `): the source exists, is Bound
+/// and not being deleted, both claims name a StorageClass, the new claim is
+/// at least as large, the source has a volume that is a CSI volume of the
+/// same driver, Bound to exactly this source claim, and the source volume's
+/// mode is the new claim's.
 pub fn clone_source(
     pvc: &PersistentVolumeClaim,
     source_name: &str,
@@ -106,86 +144,173 @@ pub fn clone_source(
             "error getting handle for DataSource Type PersistentVolumeClaim by Name {source_name}: {why}"
         ))
     };
-    let source = source.ok_or_else(|| not_ready("claim not found".into()))?;
-    if source.metadata.deletion_timestamp.is_some() {
-        return Err(not_ready("the source claim is being deleted".into()));
-    }
+    let claim_ns = pvc.metadata.namespace.as_deref().unwrap_or_default();
+    let source = source.ok_or_else(|| {
+        not_ready(format!(
+            "error getting PVC {source_name} (namespace {}) from api server: persistentvolumeclaim {} not found",
+            quote(claim_ns),
+            quote(source_name)
+        ))
+    })?;
     if source.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") {
-        return Err(not_ready("the source claim is not Bound".into()));
+        return Err(not_ready(format!(
+            "the PVC DataSource {source_name} must have a status of Bound.  Got {}",
+            go_claim_status(source.status.as_ref())
+        )));
     }
-    let class = |p: &PersistentVolumeClaim| {
+    if source.metadata.deletion_timestamp.is_some() {
+        return Err(not_ready(format!(
+            "the PVC DataSource {source_name} is currently being deleted"
+        )));
+    }
+    let has_class = |p: &PersistentVolumeClaim| {
         p.spec
             .as_ref()
-            .and_then(|s| s.storage_class_name.clone())
-            .filter(|c| !c.is_empty())
+            .is_some_and(|s| s.storage_class_name.is_some())
     };
-    if class(pvc).is_none() || class(source).is_none() {
-        return Err(not_ready("both claims must name a StorageClass".into()));
+    if !has_class(source) {
+        return Err(not_ready(format!(
+            "the source PVC ({}) storageclass cannot be empty",
+            source.metadata.name.as_deref().unwrap_or_default()
+        )));
     }
-    let (want, have) = (
-        quantity::claim_request_bytes(pvc)?,
-        quantity::claim_request_bytes(source)?,
-    );
+    if !has_class(pvc) {
+        return Err(not_ready(format!(
+            "the requested PVC ({}) storageclass cannot be empty",
+            pvc.metadata.name.as_deref().unwrap_or_default()
+        )));
+    }
+    let (want, have) = (request_or_zero(pvc), request_or_zero(source));
     if want < have {
         return Err(not_ready(format!(
-            "the new claim requests {want} bytes, less than the source's {have}"
+            "error, new PVC request must be greater than or equal in size to the specified PVC data source, requested {want} but source is {have}"
         )));
     }
     let volume_name = source
         .spec
         .as_ref()
         .and_then(|s| s.volume_name.clone())
-        .filter(|v| !v.is_empty());
-    let Some(volume_name) = volume_name else {
-        return Err(not_ready("the source claim has no volume".into()));
-    };
-    let pv = source_pv
-        .filter(|pv| pv.metadata.name.as_deref() == Some(volume_name.as_str()))
-        .ok_or_else(|| not_ready(format!("persistent volume {volume_name} not found")))?;
-    let pv_spec = pv.spec.clone().unwrap_or_default();
-    let csi = pv_spec.csi.as_ref().ok_or_else(|| {
-        not_ready(format!(
-            "persistent volume {volume_name} is not a CSI volume"
-        ))
-    })?;
-    if csi.driver != provisioner {
+        .unwrap_or_default();
+    if volume_name.is_empty() {
         return Err(not_ready(format!(
-            "the source volume belongs to driver {}, not {provisioner}",
-            csi.driver
+            "volume name is empty in source PVC {}",
+            source.metadata.name.as_deref().unwrap_or_default()
         )));
     }
-    let claim_ref = pv_spec.claim_ref.clone().unwrap_or_default();
+    // Upstream logs why and reports one text for all of these.
+    let invalid = || not_ready("claim in dataSource not bound or invalid".into());
+    let pv = source_pv
+        .filter(|pv| pv.metadata.name.as_deref() == Some(volume_name.as_str()))
+        .ok_or_else(invalid)?;
+    let pv_spec = pv.spec.clone().unwrap_or_default();
+    let csi = pv_spec.csi.as_ref().ok_or_else(invalid)?;
+    if csi.driver != provisioner {
+        return Err(invalid());
+    }
+    let claim_ref = pv_spec.claim_ref.clone().ok_or_else(invalid)?;
     if claim_ref.uid != source.metadata.uid
         || claim_ref.namespace != source.metadata.namespace
         || claim_ref.name != source.metadata.name
     {
-        return Err(not_ready(format!(
-            "persistent volume {volume_name} is not bound to the source claim"
-        )));
+        return Err(invalid());
     }
     if pv.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") {
-        return Err(not_ready(format!(
-            "persistent volume {volume_name} is not Bound"
-        )));
+        return Err(invalid());
     }
-    let mode = |p: &PersistentVolumeClaim| {
-        p.spec
-            .as_ref()
-            .and_then(|s| s.volume_mode.clone())
-            .unwrap_or_else(|| "Filesystem".into())
-    };
-    if mode(pvc) != mode(source) {
-        return Err(not_ready(format!(
-            "the source claim's volume mode {} differs from {}",
-            mode(source),
-            mode(pvc)
-        )));
+    let claim_mode = pvc.spec.as_ref().and_then(|s| s.volume_mode.as_deref());
+    let pv_mode = pv_spec.volume_mode.as_deref();
+    if claim_mode.is_none_or(|m| m == "Filesystem") && pv_mode.is_some_and(|m| m != "Filesystem") {
+        return Err(not_ready(
+            "the source PVC and destination PVCs must have the same volume mode for cloning.  Source is Block, but new PVC requested Filesystem".into(),
+        ));
+    }
+    if claim_mode == Some("Block") && pv_mode != Some("Block") {
+        return Err(not_ready(
+            "the source PVC and destination PVCs must have the same volume mode for cloning.  Source is Filesystem, but new PVC requested Block".into(),
+        ));
     }
     Ok(VolumeContentSource {
         r#type: Some(SourceType::Volume(VolumeSource {
             volume_id: csi.volume_handle.clone(),
         })),
     })
+}
+
+/// A claim status as Go's `%v` prints a `v1.PersistentVolumeClaimStatus`
+/// (upstream puts it into the "must have a status of Bound" text):
+/// `{<phase> <accessModes> <capacity> <conditions> <allocatedResources>
+/// <allocatedResourceStatuses> <currentVolumeAttributesClassName>
+/// <modifyVolumeStatus>}`, e.g. `{Pending [] map[] [] map[] map[] <nil> nil}`.
+///
+/// Exact for every field but one: a set `currentVolumeAttributesClassName`
+/// is a pointer, which Go prints as its address; it is rendered as
+/// `0xc000000000` here. Condition times print in UTC, as Go does in a pod
+/// whose time zone is UTC.
+pub fn go_claim_status(status: Option<&PersistentVolumeClaimStatus>) -> String {
+    let st = status.cloned().unwrap_or_default();
+    let resources = |m: &Option<BTreeMap<String, Quantity>>| {
+        let pairs: Vec<String> = m
+            .iter()
+            .flatten()
+            .map(|(k, q)| format!("{k}:{}", quantity::go_value(&q.0)))
+            .collect();
+        format!("map[{}]", pairs.join(" "))
+    };
+    let time = |t: &Option<Time>| {
+        t.as_ref().map_or_else(
+            || "0001-01-01 00:00:00 +0000 UTC".to_string(),
+            |t| t.0.strftime("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
+        )
+    };
+    let conditions: Vec<String> = st
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "{{{} {} {} {} {} {}}}",
+                c.type_,
+                c.status,
+                time(&c.last_probe_time),
+                time(&c.last_transition_time),
+                c.reason.as_deref().unwrap_or_default(),
+                c.message.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    let statuses: Vec<String> = st
+        .allocated_resource_statuses
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect();
+    let modify = st.modify_volume_status.as_ref().map_or_else(
+        || "nil".to_string(),
+        |m| {
+            format!(
+                "&ModifyVolumeStatus{{TargetVolumeAttributesClassName:{},Status:{},}}",
+                m.target_volume_attributes_class_name
+                    .as_deref()
+                    .unwrap_or_default(),
+                m.status
+            )
+        },
+    );
+    format!(
+        "{{{} [{}] {} [{}] {} map[{}] {} {}}}",
+        st.phase.as_deref().unwrap_or_default(),
+        st.access_modes.unwrap_or_default().join(" "),
+        resources(&st.capacity),
+        conditions.join(" "),
+        resources(&st.allocated_resources),
+        statuses.join(" "),
+        if st.current_volume_attributes_class_name.is_some() {
+            "0xc000000000"
+        } else {
+            "<nil>"
+        },
+        modify
+    )
 }
 
 /// True when a claim being deleted still has to keep the cloning-protection
@@ -319,6 +444,8 @@ mod tests {
         assert_eq!(data_source(&pop).unwrap().metric_label(), "Hello");
     }
 
+    /// external-provisioner: pkg/controller/controller.go dataSource and
+    /// prepareProvision.
     #[test]
     fn data_source_errors() {
         let mut cross = pvc("a", "1Gi", "Pending");
@@ -326,18 +453,106 @@ mod tests {
             api_group: None,
             kind: "PersistentVolumeClaim".into(),
             name: "src".into(),
-            namespace: Some("other".into()),
+            namespace: Some("ns".into()),
         });
-        assert!(data_source(&cross).unwrap_err().is_final());
-        let empty = cloning("a", "");
-        assert!(data_source(&empty).is_err());
         let mut wrong_group = pvc("a", "1Gi", "Pending");
         wrong_group.spec.as_mut().unwrap().data_source = Some(TypedLocalObjectReference {
             api_group: Some("example.com".into()),
             kind: "VolumeSnapshot".into(),
             name: "s".into(),
         });
-        assert!(data_source(&wrong_group).is_err());
+        let cases = [
+            (
+                cross,
+                "dataSourceRef namespace specified but the CrossNamespaceVolumeDataSource feature is disabled",
+            ),
+            (cloning("a", ""), "the PVC source not found for PVC a"),
+            (
+                wrong_group,
+                "the PVC source does not belong to the right APIGroup. Expected snapshot.storage.k8s.io, Got example.com",
+            ),
+        ];
+        for (claim, want) in cases {
+            let err = data_source(&claim).unwrap_err();
+            assert_eq!(err.to_string(), want);
+            assert!(err.is_final(), "{want}");
+        }
+        // Kind PersistentVolumeClaim is a clone whatever its apiGroup.
+        let mut grouped = cloning("a", "src");
+        grouped
+            .spec
+            .as_mut()
+            .unwrap()
+            .data_source
+            .as_mut()
+            .unwrap()
+            .api_group = Some("example.com".into());
+        assert_eq!(
+            data_source(&grouped).unwrap(),
+            DataSource::Claim("src".into())
+        );
+    }
+
+    /// Go: `fmt.Sprintf("%v", status)` of the same
+    /// `v1.PersistentVolumeClaimStatus` (k8s.io/api v0.36).
+    #[test]
+    fn claim_status_prints_as_go() {
+        use k8s_openapi::api::core::v1::{ModifyVolumeStatus, PersistentVolumeClaimCondition};
+        let lost = PersistentVolumeClaimStatus {
+            phase: Some("Lost".into()),
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            capacity: Some([("storage".to_string(), Quantity("1Gi".into()))].into()),
+            ..Default::default()
+        };
+        let resizing = PersistentVolumeClaimStatus {
+            phase: Some("Pending".into()),
+            conditions: Some(vec![PersistentVolumeClaimCondition {
+                type_: "Resizing".into(),
+                status: "True".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let modifying = PersistentVolumeClaimStatus {
+            allocated_resource_statuses: Some(
+                [(
+                    "storage".to_string(),
+                    "ControllerResizeInProgress".to_string(),
+                )]
+                .into(),
+            ),
+            modify_volume_status: Some(ModifyVolumeStatus {
+                target_volume_attributes_class_name: Some("gold".into()),
+                status: "InProgress".into(),
+            }),
+            ..Default::default()
+        };
+        let pending = PersistentVolumeClaimStatus {
+            phase: Some("Pending".into()),
+            ..Default::default()
+        };
+        let cases = [
+            (None, "{ [] map[] [] map[] map[] <nil> nil}"),
+            (
+                Some(&pending),
+                "{Pending [] map[] [] map[] map[] <nil> nil}",
+            ),
+            (
+                Some(&lost),
+                "{Lost [ReadWriteOnce] map[storage:{{1073741824 0} {<nil>} 1Gi BinarySI}] [] map[] map[] <nil> nil}",
+            ),
+            (
+                Some(&resizing),
+                "{Pending [] map[] [{Resizing True 0001-01-01 00:00:00 +0000 UTC 0001-01-01 00:00:00 +0000 UTC  }] map[] map[] <nil> nil}",
+            ),
+            (
+                Some(&modifying),
+                "{ [] map[] [] map[] map[storage:ControllerResizeInProgress] <nil> &ModifyVolumeStatus{TargetVolumeAttributesClassName:gold,Status:InProgress,}}",
+            ),
+        ];
+        for (status, want) in cases {
+            assert_eq!(go_claim_status(status), want);
+        }
     }
 
     #[test]
@@ -354,8 +569,10 @@ mod tests {
         );
     }
 
+    /// external-provisioner: pkg/controller/controller.go getPVCSource,
+    /// wrapped by prepareProvision.
     #[test]
-    fn clone_checks_are_retried_not_final() {
+    fn clone_checks_are_retried_with_upstreams_texts() {
         let new = cloning("new", "src");
         let src = pvc("src", "1Gi", "Bound");
         let pv = pv_for(&src, DRIVER);
@@ -363,10 +580,16 @@ mod tests {
         let bigger = pvc("src", "2Gi", "Bound");
         let mut deleting = src.clone();
         deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
-        let mut block = src.clone();
-        block.spec.as_mut().unwrap().volume_mode = Some("Block".into());
+        let mut block_pv = pv.clone();
+        block_pv.spec.as_mut().unwrap().volume_mode = Some("Block".into());
+        let mut new_block = new.clone();
+        new_block.spec.as_mut().unwrap().volume_mode = Some("Block".into());
         let mut no_class = src.clone();
         no_class.spec.as_mut().unwrap().storage_class_name = None;
+        let mut new_no_class = new.clone();
+        new_no_class.spec.as_mut().unwrap().storage_class_name = None;
+        let mut no_volume = src.clone();
+        no_volume.spec.as_mut().unwrap().volume_name = None;
         let other_driver = pv_for(&src, "other.csi");
         let mut wrong_claim = pv.clone();
         wrong_claim
@@ -377,26 +600,53 @@ mod tests {
             .as_mut()
             .unwrap()
             .uid = Some("someone-else".into());
-        let cases: Vec<(
-            &str,
-            Option<&PersistentVolumeClaim>,
-            Option<&PersistentVolume>,
-        )> = vec![
-            ("missing", None, Some(&pv)),
-            ("pending", Some(&pending), Some(&pv)),
-            ("deleting", Some(&deleting), Some(&pv)),
-            ("larger source", Some(&bigger), Some(&pv)),
-            ("mode", Some(&block), Some(&pv)),
-            ("no class", Some(&no_class), Some(&pv)),
-            ("no pv", Some(&src), None),
-            ("other driver", Some(&src), Some(&other_driver)),
-            ("pv bound elsewhere", Some(&src), Some(&wrong_claim)),
+        let mut no_claim_ref = pv.clone();
+        no_claim_ref.spec.as_mut().unwrap().claim_ref = None;
+        let mut released = pv.clone();
+        released.status.as_mut().unwrap().phase = Some("Released".into());
+        let mut not_csi = pv.clone();
+        not_csi.spec.as_mut().unwrap().csi = None;
+        let invalid = "claim in dataSource not bound or invalid";
+        type Case<'a> = (
+            &'a str,
+            &'a PersistentVolumeClaim,
+            Option<&'a PersistentVolumeClaim>,
+            Option<&'a PersistentVolume>,
+            &'a str,
+        );
+        #[rustfmt::skip]
+        let cases: Vec<Case<'_>> = vec![
+            ("missing", &new, None, Some(&pv), "error getting PVC src (namespace \"ns\") from api server: persistentvolumeclaim \"src\" not found"),
+            ("pending", &new, Some(&pending), Some(&pv), "the PVC DataSource src must have a status of Bound.  Got {Pending [] map[] [] map[] map[] <nil> nil}"),
+            ("deleting", &new, Some(&deleting), Some(&pv), "the PVC DataSource src is currently being deleted"),
+            ("source without class", &new, Some(&no_class), Some(&pv), "the source PVC (src) storageclass cannot be empty"),
+            ("new claim without class", &new_no_class, Some(&src), Some(&pv), "the requested PVC (new) storageclass cannot be empty"),
+            ("larger source", &new, Some(&bigger), Some(&pv), "error, new PVC request must be greater than or equal in size to the specified PVC data source, requested 1073741824 but source is 2147483648"),
+            ("no volume", &new, Some(&no_volume), Some(&pv), "volume name is empty in source PVC src"),
+            ("no pv", &new, Some(&src), None, invalid),
+            ("not csi", &new, Some(&src), Some(&not_csi), invalid),
+            ("other driver", &new, Some(&src), Some(&other_driver), invalid),
+            ("pv without claimRef", &new, Some(&src), Some(&no_claim_ref), invalid),
+            ("pv bound elsewhere", &new, Some(&src), Some(&wrong_claim), invalid),
+            ("pv not Bound", &new, Some(&src), Some(&released), invalid),
+            ("block source, filesystem clone", &new, Some(&src), Some(&block_pv), "the source PVC and destination PVCs must have the same volume mode for cloning.  Source is Block, but new PVC requested Filesystem"),
+            ("filesystem source, block clone", &new_block, Some(&src), Some(&pv), "the source PVC and destination PVCs must have the same volume mode for cloning.  Source is Filesystem, but new PVC requested Block"),
         ];
-        for (what, s, p) in cases {
-            let err = clone_source(&new, "src", s, p, DRIVER).unwrap_err();
+        for (what, claim, s, p, tail) in cases {
+            let err = clone_source(claim, "src", s, p, DRIVER).unwrap_err();
             assert!(matches!(err, Error::DataSource(_)), "{what}: {err}");
             assert!(!err.is_final(), "{what}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "error getting handle for DataSource Type PersistentVolumeClaim by Name src: {tail}"
+                ),
+                "{what}"
+            );
         }
+        // Same mode on both sides, the PV's mode deciding: fine.
+        let block_src = pvc("src", "1Gi", "Bound");
+        assert!(clone_source(&new_block, "src", Some(&block_src), Some(&block_pv), DRIVER).is_ok());
     }
 
     #[test]

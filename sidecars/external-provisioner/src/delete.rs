@@ -73,10 +73,13 @@ fn has_finalizer(pv: &PersistentVolume) -> bool {
 /// A PV of the driver's in-tree plugin that kube-controller-manager handles
 /// itself ([`handled_in_tree`]) only loses our finalizer.
 ///
-/// Errors: [`Error::InvalidClaim`] when a PV to delete has no `spec.csi`
-/// (nor a translatable in-tree source); [`Error::Migration`] when its in-tree
+/// Errors, with upstream's texts (`Delete`): [`Error::InvalidClaim`]
+/// `invalid CSI PV` when a PV to delete has no `spec.csi` (nor a
+/// translatable in-tree source); [`Error::Migration`] when its in-tree
 /// source or class cannot be translated; secret template errors from the
-/// StorageClass fallback.
+/// StorageClass fallback, as `failed to get secretreference for volume
+/// <pv>: <error>`. The secret is resolved before the attachment is looked
+/// at, as upstream does.
 pub fn decide_volume(
     pv: &PersistentVolume,
     class: Option<&StorageClass>,
@@ -124,13 +127,14 @@ pub fn decide_volume(
         .spec
         .as_ref()
         .and_then(|s| s.csi.as_ref())
-        .ok_or_else(|| Error::InvalidClaim("persistent volume has no spec.csi".into()))?;
+        .ok_or_else(|| Error::InvalidClaim("invalid CSI PV".into()))?;
+    let secret = deletion_secret(&csi_pv, class, migrated, driver_name)?;
     if let Some(a) = attachment {
         return Ok(VolumeAction::WaitForDetach(a));
     }
     Ok(VolumeAction::Delete {
         volume_id: csi.volume_handle.clone(),
-        secret: deletion_secret(&csi_pv, class, migrated, driver_name)?,
+        secret,
         migrated,
     })
 }
@@ -167,13 +171,19 @@ fn deletion_secret(
     };
     let params = class.parameters.clone().unwrap_or_default();
     let pv_name = pv.metadata.name.clone().unwrap_or_default();
+    // Upstream builds a claim from the claimRef: its name and namespace are
+    // known (possibly empty), its annotations are not.
     let ctx = TemplateContext {
         pv_name: &pv_name,
-        pvc_name: claim_ref.name.as_deref(),
-        pvc_namespace: claim_ref.namespace.as_deref(),
+        pvc_name: Some(claim_ref.name.as_deref().unwrap_or_default()),
+        pvc_namespace: Some(claim_ref.namespace.as_deref().unwrap_or_default()),
         pvc_annotations: None,
     };
-    secret_reference(SecretKind::Provisioner, &params, &ctx)
+    secret_reference(SecretKind::Provisioner, &params, &ctx).map_err(|e| {
+        Error::InvalidParameter(format!(
+            "failed to get secretreference for volume {pv_name}: {e}"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -329,11 +339,58 @@ mod tests {
         );
     }
 
+    /// VolumeFailedDelete texts, as upstream words them (external-provisioner:
+    /// pkg/controller/controller.go Delete and getSecretsFromSC).
     #[test]
-    fn released_pv_without_csi_is_an_error() {
+    fn deletion_error_texts_match_upstream() {
         let mut broken = pv("Released", "Delete", true, false);
         broken.spec.as_mut().unwrap().csi = None;
-        assert!(decide_volume(&broken, None, DRIVER, None).is_err());
+        assert_eq!(
+            decide_volume(&broken, None, DRIVER, None)
+                .unwrap_err()
+                .to_string(),
+            "invalid CSI PV"
+        );
+
+        let mut legacy = pv("Released", "Delete", true, false);
+        legacy.metadata.annotations =
+            Some([(PROVISIONED_BY.to_string(), DRIVER.to_string())].into());
+        let class = |name: &str, namespace: &str| StorageClass {
+            provisioner: DRIVER.into(),
+            parameters: Some(
+                [
+                    (
+                        "csi.storage.k8s.io/provisioner-secret-name".to_string(),
+                        name.to_string(),
+                    ),
+                    (
+                        "csi.storage.k8s.io/provisioner-secret-namespace".to_string(),
+                        namespace.to_string(),
+                    ),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let va = Attachment {
+            name: "csi-123".into(),
+            node: "node-1".into(),
+        };
+        let cases = [
+            (
+                class("${pvc.annotations['k']}", "ns"),
+                "failed to get secretreference for volume pvc-1: error resolving value \"${pvc.annotations['k']}\": invalid tokens: [\"pvc.annotations['k']\"]",
+            ),
+            (
+                class("s", ""),
+                "failed to get secretreference for volume pvc-1: failed to get name and namespace template from params: Provisioner secrets specified in parameters but value of either namespace or name is empty",
+            ),
+        ];
+        for (sc, want) in cases {
+            // The secret is resolved before the attachment is looked at.
+            let err = decide_volume(&legacy, Some(&sc), DRIVER, Some(va.clone())).unwrap_err();
+            assert_eq!(err.to_string(), want);
+        }
     }
 
     #[test]

@@ -27,10 +27,28 @@ pub enum Error {
     #[error("{0}")]
     BadDriverResponse(String),
     /// A Kubernetes API call failed.
-    #[error("{action}: {source}")]
+    ///
+    /// Displays as `<action>: <API error>`, or the API error alone when
+    /// `action` is empty, with the API error as client-go prints it (the
+    /// Status message, see [`sidecar_runtime::gofmt::api_error`]), so the
+    /// texts match upstream's events.
+    #[error("{}", kube_text(.action, .source))]
     Kube {
-        /// What was being done, e.g. "create PersistentVolume pvc-…".
+        /// What was being done, in upstream's words where the text reaches
+        /// an event, e.g. `error getting secret creds in namespace team-a`;
+        /// empty where upstream passes the API error on unchanged.
         action: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Saving the PV of a created volume failed. Upstream's library retries
+    /// the save in the background and records no event for it; the text is
+    /// its log line's.
+    #[error("error saving volume {pv}: {}", sidecar_runtime::gofmt::api_error(.source))]
+    SaveVolume {
+        /// The PV name.
+        pv: String,
         /// The client error.
         #[source]
         source: kube::Error,
@@ -75,5 +93,82 @@ impl Error {
             action: action.into(),
             source,
         }
+    }
+
+    /// Builds [`Error::Kube`] that displays as the API error alone, as
+    /// upstream's texts where it returns client-go's error unchanged.
+    pub fn api(source: kube::Error) -> Self {
+        Error::kube(String::new(), source)
+    }
+}
+
+fn kube_text(action: &str, source: &kube::Error) -> String {
+    let api = sidecar_runtime::gofmt::api_error(source);
+    if action.is_empty() {
+        api
+    } else {
+        format!("{action}: {api}")
+    }
+}
+
+/// The runtime's write errors: a conflict stays a conflict (retried from the
+/// watch); anything else names the write.
+impl From<sidecar_runtime::Error> for Error {
+    fn from(e: sidecar_runtime::Error) -> Self {
+        match e {
+            sidecar_runtime::Error::WriteConflict { .. } => Error::Conflict(e.to_string()),
+            sidecar_runtime::Error::Write {
+                what,
+                object,
+                source,
+            } => Error::kube(format!("{what} {object}"), source),
+            other => Error::Missing(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_found(message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure(message, "NotFound").with_code(404),
+        ))
+    }
+
+    /// external-provisioner: pkg/controller/controller.go getCredentials
+    /// (`error getting secret %s in namespace %s: %v` of client-go's
+    /// StatusError, which prints the Status message only).
+    #[test]
+    fn kube_errors_read_like_client_go() {
+        let e = Error::kube(
+            "error getting secret creds in namespace team-a",
+            not_found("secrets \"creds\" not found"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "error getting secret creds in namespace team-a: secrets \"creds\" not found"
+        );
+        // sig-storage-lib-external-provisioner: controller/volume_store.go
+        // doSaveVolume.
+        let e = Error::SaveVolume {
+            pv: "pvc-1".into(),
+            source: kube::Error::Api(Box::new(
+                kube::core::Status::failure("etcdserver: request timed out", "").with_code(500),
+            )),
+        };
+        assert_eq!(
+            e.to_string(),
+            "error saving volume pvc-1: etcdserver: request timed out"
+        );
+        // prepareProvision returns the VolumeAttributesClass GET error as is.
+        let e = Error::api(not_found(
+            "volumeattributesclasses.storage.k8s.io \"gold\" not found",
+        ));
+        assert_eq!(
+            e.to_string(),
+            "volumeattributesclasses.storage.k8s.io \"gold\" not found"
+        );
     }
 }

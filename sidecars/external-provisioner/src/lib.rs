@@ -64,10 +64,10 @@ pub mod quantity;
 pub mod secrets;
 pub mod snapshot;
 pub mod snapshot_sweep;
+pub mod startup;
 #[cfg(test)]
 mod test_fixtures;
 pub mod topology;
 mod volumes;
-pub mod workqueue;
 
 pub use error::Error;

@@ -427,10 +427,11 @@ mod tests {
         let err = decide(&pvc, &sc, EBS).unwrap_err();
         assert!(matches!(err, Error::Migration(_)), "{err:?}");
         assert!(err.is_final());
-        assert!(
-            err.to_string()
-                .starts_with("failed to translate storage class: "),
-            "{err}"
+        // external-provisioner: pkg/controller/controller.go prepareProvision,
+        // csi-translation-lib: plugins/aws_ebs.go TranslateInTreeStorageClassToCSI.
+        assert_eq!(
+            err.to_string(),
+            "failed to translate storage class: cannot simultaneously set allowed topologies and zone/zones parameters"
         );
     }
 

@@ -27,7 +27,8 @@ pub const PV_NAME_KEY: &str = "csi.storage.k8s.io/pv/name";
 /// `CreateVolumeRequest.parameters` carries (before extra metadata).
 ///
 /// Errors: [`Error::InvalidParameter`] (final) for a key under the reserved
-/// prefix that the sidecar does not know, with upstream's message.
+/// prefix that the sidecar does not know, with upstream's message
+/// (`prepareProvision` wrapping `removePrefixedParameters`).
 pub fn strip_reserved(
     params: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, Error> {
@@ -36,7 +37,7 @@ pub fn strip_reserved(
         if let Some(rest) = k.strip_prefix(RESERVED_PREFIX) {
             if !is_known_reserved(rest) {
                 return Err(Error::InvalidParameter(format!(
-                    "found unknown parameter key \"{k}\" with reserved namespace {RESERVED_PREFIX}"
+                    "failed to strip CSI Parameters of prefixed keys: found unknown parameter key \"{k}\" with reserved namespace {RESERVED_PREFIX}"
                 )));
             }
         } else {
@@ -61,19 +62,22 @@ fn is_known_reserved(rest: &str) -> bool {
 /// deprecated `fstype` key (any case), else `default_fstype`
 /// (`--default-fstype`, may be empty).
 ///
-/// Errors: [`Error::InvalidParameter`] (final) when both keys are present.
+/// Errors: [`Error::InvalidParameter`] (final) when more than one key gives
+/// an fsType (the new key and a deprecated one, or two spellings of the
+/// deprecated one), as upstream counts them.
 pub fn fs_type(params: &BTreeMap<String, String>, default_fstype: &str) -> Result<String, Error> {
-    let new = params.get(FSTYPE_KEY);
-    let old = params
+    let found: Vec<&String> = params
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(DEPRECATED_FSTYPE_KEY))
-        .map(|(_, v)| v);
-    match (new, old) {
-        (Some(_), Some(_)) => Err(Error::InvalidParameter(format!(
+        .filter(|(k, _)| k.as_str() == FSTYPE_KEY || k.eq_ignore_ascii_case(DEPRECATED_FSTYPE_KEY))
+        .map(|(_, v)| v)
+        .collect();
+    match found.as_slice() {
+        [] => Ok(default_fstype.to_string()),
+        [v] if !v.is_empty() => Ok((*v).clone()),
+        [_] => Ok(default_fstype.to_string()),
+        _ => Err(Error::InvalidParameter(format!(
             "fstype specified in parameters with both \"{DEPRECATED_FSTYPE_KEY}\" and \"{FSTYPE_KEY}\" keys"
         ))),
-        (Some(v), None) | (None, Some(v)) if !v.is_empty() => Ok(v.clone()),
-        _ => Ok(default_fstype.to_string()),
     }
 }
 
@@ -132,9 +136,11 @@ mod tests {
     #[test]
     fn unknown_reserved_key_is_a_final_error_with_upstreams_text() {
         let err = strip_reserved(&map(&[("csi.storage.k8s.io/bogus", "1")])).unwrap_err();
+        // external-provisioner: pkg/controller/controller.go prepareProvision
+        // (wrapping removePrefixedParameters).
         assert_eq!(
             err.to_string(),
-            "found unknown parameter key \"csi.storage.k8s.io/bogus\" with reserved namespace csi.storage.k8s.io/"
+            "failed to strip CSI Parameters of prefixed keys: found unknown parameter key \"csi.storage.k8s.io/bogus\" with reserved namespace csi.storage.k8s.io/"
         );
         assert!(err.is_final());
     }
@@ -153,7 +159,15 @@ mod tests {
         assert_eq!(fs_type(&map(&[("FsType", "btrfs")]), "").unwrap(), "btrfs");
         assert_eq!(fs_type(&map(&[]), "ext4").unwrap(), "ext4");
         assert_eq!(fs_type(&map(&[]), "").unwrap(), "");
-        assert!(fs_type(&map(&[(FSTYPE_KEY, "xfs"), ("fstype", "ext4")]), "").is_err());
+        // external-provisioner: pkg/controller/controller.go prepareProvision
+        // counts every key that gives an fsType.
+        let both = "fstype specified in parameters with both \"fstype\" and \"csi.storage.k8s.io/fstype\" keys";
+        for params in [
+            map(&[(FSTYPE_KEY, "xfs"), ("fstype", "ext4")]),
+            map(&[("fstype", "xfs"), ("FsType", "ext4")]),
+        ] {
+            assert_eq!(fs_type(&params, "").unwrap_err().to_string(), both);
+        }
     }
 
     #[test]

@@ -19,9 +19,10 @@ use k8s_openapi::api::storage::v1::VolumeAttributesClass;
 use kube::api::PostParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
+use tracing::debug;
 
 use crate::annotations::{ALPHA_SELECTED_NODE, CLONE_FINALIZER, SELECTED_NODE};
-use crate::claims::{Urgency, add_finalizer, update_claim};
+use crate::claims::{Urgency, update_claim};
 use crate::controller::{Context, read_secret};
 use crate::datasource::{DataSource, clone_source};
 use crate::error::Error;
@@ -135,10 +136,10 @@ async fn mutable_parameters(ctx: &Context, name: &str) -> Result<BTreeMap<String
     let class = Api::<VolumeAttributesClass>::all(ctx.client.clone())
         .get(name)
         .await
-        .map_err(|e| Error::kube(format!("get VolumeAttributesClass {name}"), e))?;
+        .map_err(Error::api)?;
     if class.driver_name != ctx.cfg.driver_name {
         return Err(Error::InvalidParameter(format!(
-            "VolumeAttributesClass {name} is for driver {}, not {}",
+            "VAC {name} referenced in PVC is for driver {} which does not match driver name {}",
             class.driver_name, ctx.cfg.driver_name
         )));
     }
@@ -194,7 +195,7 @@ async fn clone_content(
     )?;
     if let (true, Some(source)) = (protect, source) {
         update_claim(ctx, &source, "protect clone source", Urgency::Now, |c| {
-            add_finalizer(c, CLONE_FINALIZER)
+            sidecar_runtime::finalizers::add(c, CLONE_FINALIZER)
         })
         .await?;
     }
@@ -218,8 +219,8 @@ async fn snapshot_content(
     let snapshot = snapshots
         .get_opt(name)
         .await
-        .map_err(|e| Error::kube(format!("get VolumeSnapshot {ns}/{name}"), e))?
-        .ok_or_else(|| Error::DataSource(format!("error getting handle for DataSource Type VolumeSnapshot by Name {name}: snapshot not found")))?;
+        .map_err(|e| crate::snapshot::snapshot_get_error(name, &e))?
+        .ok_or_else(|| crate::snapshot::snapshot_not_found(name))?;
     let content_name = snapshot
         .status
         .as_ref()
@@ -228,7 +229,10 @@ async fn snapshot_content(
         Some(c) => Api::<VolumeSnapshotContent>::all(ctx.client.clone())
             .get_opt(&c)
             .await
-            .map_err(|e| Error::kube(format!("get VolumeSnapshotContent {c}"), e))?,
+            // Any failure reads as upstream's "error getting
+            // snapshotcontent", which `snapshot_source` reports.
+            .ok()
+            .flatten(),
         None => None,
     };
     let cs = snapshot_source(
@@ -240,10 +244,18 @@ async fn snapshot_content(
     )?;
     let mut protected = snapshot.clone();
     if protect && add_source_finalizer(&mut protected) {
-        snapshots
+        match snapshots
             .replace(name, &PostParams::default(), &protected)
             .await
-            .map_err(|e| Error::kube(format!("protect VolumeSnapshot {ns}/{name}"), e))?;
+        {
+            Ok(_) => {}
+            // As upstream's setSnapshotFinalizer: without RBAC for the
+            // Update, the restore goes on unprotected.
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                debug!(snapshot = %format!("{ns}/{name}"), "no permission to protect the snapshot; restoring without");
+            }
+            Err(e) => return Err(Error::api(e)),
+        }
     }
     Ok(cs)
 }

@@ -16,7 +16,7 @@ use crate::annotations::{
     BETA_STORAGE_PROVISIONER, CREATE_INTENT_FINALIZER, SELECTED_NODE, STORAGE_PROVISIONER,
 };
 use crate::capabilities::volume_capabilities;
-use crate::datasource::{DataSource, data_source};
+use crate::datasource::{DataSource, check_data_source_namespace, data_source};
 use crate::error::Error;
 use crate::migration::{claim_is_ours, class_for_driver, is_known_provisioner};
 use crate::names::volume_name;
@@ -39,6 +39,8 @@ pub struct ProvisionConfig {
     pub extra_create_metadata: bool,
     /// `--controller-publish-readonly`.
     pub controller_publish_readonly: bool,
+    /// Plugin CONTROLLER_SERVICE.
+    pub controller_service: bool,
     /// Plugin CONTROLLER_SERVICE and controller CREATE_DELETE_VOLUME.
     pub can_create_delete: bool,
     /// Controller SINGLE_NODE_MULTI_WRITER.
@@ -235,6 +237,7 @@ pub fn decide_claim(
                 "storageclass.storage.k8s.io {class_name:?} not found; it is needed to finish or undo the volume creation recorded on this claim"
             ))
         })?;
+        check_data_source_namespace(pvc)?;
         let (class, migrated) = class_for_driver(class, &cfg.driver_name)?;
         let plan = Box::new(plan(pvc, &class, migrated, pv_name, cfg)?);
         return Ok(if deleting {
@@ -274,7 +277,9 @@ pub fn decide_claim(
     if pv_exists(&pv_name) {
         return Ok(ClaimDecision::Skip(Skip::VolumeExists));
     }
-    // Upstream translates before it looks at the data source kind.
+    // Upstream checks the data source's namespace, translates the class,
+    // then looks at the data source kind.
+    check_data_source_namespace(pvc)?;
     let (class, migrated) = class_for_driver(class, &cfg.driver_name)?;
     if matches!(data_source(pvc)?, DataSource::Populator { .. }) {
         return Ok(ClaimDecision::Skip(Skip::ExternalPopulator));
@@ -283,6 +288,25 @@ pub fn decide_claim(
         plan: Box::new(plan(pvc, &class, migrated, pv_name, cfg)?),
         record_intent: true,
     })
+}
+
+/// Whether the driver can create and delete volumes at all, as the first
+/// two checks of upstream's `checkDriverCapabilities` (made before every
+/// provision and every deletion).
+///
+/// Errors: [`Error::Unsupported`] with upstream's text, naming the plugin
+/// CONTROLLER_SERVICE or the controller CREATE_DELETE_VOLUME capability.
+pub fn create_delete_capability(cfg: &ProvisionConfig) -> Result<(), Error> {
+    let missing = if !cfg.controller_service {
+        "plugin CONTROLLER_SERVICE"
+    } else if !cfg.can_create_delete {
+        "controller CREATE_DELETE_VOLUME"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Unsupported(format!(
+        "CSI driver does not support dynamic provisioning: {missing} capability is not reported"
+    )))
 }
 
 /// Plans CreateVolume and the PV from `class` as the driver sees it (already
@@ -296,32 +320,26 @@ fn plan(
 ) -> Result<ProvisionPlan, Error> {
     let spec = pvc.spec.clone().unwrap_or_default();
     let data_source = data_source(pvc)?;
-    match &data_source {
-        DataSource::Claim(_) if !cfg.can_clone => {
-            return Err(Error::Unsupported(
-                "CSI driver does not support clone operations: controller CLONE_VOLUME capability is not reported".into(),
-            ));
-        }
-        DataSource::Snapshot(_) if !cfg.can_snapshot => {
-            return Err(Error::Unsupported(
-                "CSI driver does not support snapshot restore: controller CREATE_DELETE_SNAPSHOT capability is not reported".into(),
-            ));
-        }
-        _ => {}
-    }
-    if !cfg.can_create_delete {
-        return Err(Error::Unsupported(
-            "CSI driver does not support dynamic provisioning: plugin CONTROLLER_SERVICE or controller CREATE_DELETE_VOLUME capability is not reported".into(),
-        ));
-    }
     let volume_attributes_class = spec
         .volume_attributes_class_name
         .clone()
         .filter(|n| cfg.volume_attributes_class && !n.is_empty());
-    if volume_attributes_class.is_some() && !cfg.can_modify {
-        return Err(Error::Unsupported(
-            "CSI driver does not support VolumeAttributesClass: controller MODIFY_VOLUME capability is not reported".into(),
-        ));
+    // Upstream's checkDriverCapabilities, in its order.
+    create_delete_capability(cfg)?;
+    let missing = match &data_source {
+        DataSource::Snapshot(_) if !cfg.can_snapshot => Some(
+            "CSI driver does not support snapshot restore: controller CREATE_DELETE_SNAPSHOT capability is not reported",
+        ),
+        DataSource::Claim(_) if !cfg.can_clone => Some(
+            "CSI driver does not support clone operations: controller CLONE_VOLUME capability is not reported",
+        ),
+        _ if volume_attributes_class.is_some() && !cfg.can_modify => Some(
+            "CSI driver does not support VolumeAttributesClass: controller MODIFY_VOLUME capability is not reported",
+        ),
+        _ => None,
+    };
+    if let Some(why) = missing {
+        return Err(Error::Unsupported(why.into()));
     }
     if spec.selector.is_some() {
         return Err(Error::InvalidClaim(
@@ -330,7 +348,9 @@ fn plan(
     }
     let params = class.parameters.clone().unwrap_or_default();
     let fs_type = fs_type(&params, &cfg.default_fstype)?;
-    let requested_bytes = quantity::claim_request_bytes(pvc)?;
+    // As Go's `Quantity.Value()` of a missing request (the API server
+    // refuses such claims anyway).
+    let requested_bytes = quantity::claim_request_bytes(pvc).unwrap_or(0);
     let block = spec.volume_mode.as_deref() == Some("Block");
     let access_modes = spec.access_modes.clone().unwrap_or_default();
     let mount_options = class.mount_options.clone().unwrap_or_default();
@@ -431,6 +451,7 @@ pub(crate) mod tests {
             default_fstype: String::new(),
             extra_create_metadata: false,
             controller_publish_readonly: false,
+            controller_service: true,
             can_create_delete: true,
             single_node_multi_writer: false,
             can_clone: true,
@@ -653,6 +674,92 @@ pub(crate) mod tests {
                 .to_string()
                 .contains("does not support dynamic provisioning")
         );
+    }
+
+    /// The ProvisioningFailed texts of the checks made before any call, as
+    /// upstream words them (external-provisioner: pkg/controller/controller.go
+    /// prepareProvision and checkDriverCapabilities).
+    #[test]
+    fn final_error_texts_match_upstream() {
+        use k8s_openapi::api::core::v1::{TypedLocalObjectReference, TypedObjectReference};
+        let with_source = |kind: &str, group: Option<&str>| {
+            let mut c = claim();
+            c.spec.as_mut().unwrap().data_source = Some(TypedLocalObjectReference {
+                api_group: group.map(str::to_string),
+                kind: kind.into(),
+                name: "src".into(),
+            });
+            c
+        };
+        let snapshot = with_source("VolumeSnapshot", Some("snapshot.storage.k8s.io"));
+        let clone = with_source("PersistentVolumeClaim", None);
+        let mut vac = claim();
+        vac.spec.as_mut().unwrap().volume_attributes_class_name = Some("gold".into());
+        let mut selector = claim();
+        selector.spec.as_mut().unwrap().selector = Some(Default::default());
+        let mut cross = claim();
+        cross.spec.as_mut().unwrap().data_source_ref = Some(TypedObjectReference {
+            api_group: None,
+            kind: "PersistentVolumeClaim".into(),
+            name: "src".into(),
+            namespace: Some("other".into()),
+        });
+        let mut bad_mode = claim();
+        bad_mode.spec.as_mut().unwrap().access_modes = Some(vec!["ReadWriteSometimes".into()]);
+        let no_plugin = ProvisionConfig {
+            controller_service: false,
+            can_create_delete: false,
+            ..cfg()
+        };
+        let no_create = ProvisionConfig {
+            can_create_delete: false,
+            ..cfg()
+        };
+        let no_snapshot = ProvisionConfig {
+            can_snapshot: false,
+            ..cfg()
+        };
+        let no_clone = ProvisionConfig {
+            can_clone: false,
+            ..cfg()
+        };
+        let no_modify = ProvisionConfig {
+            can_modify: false,
+            ..cfg()
+        };
+        let plain = class(&[]);
+        let two_fstypes = class(&[("fstype", "ext4"), ("csi.storage.k8s.io/fstype", "xfs")]);
+        let bogus = class(&[("csi.storage.k8s.io/bogus", "1")]);
+        type Case<'a> = (
+            &'a str,
+            PersistentVolumeClaim,
+            &'a StorageClass,
+            ProvisionConfig,
+            &'a str,
+        );
+        #[rustfmt::skip]
+        let cases: Vec<Case<'_>> = vec![
+            ("no CONTROLLER_SERVICE", claim(), &plain, no_plugin.clone(), "CSI driver does not support dynamic provisioning: plugin CONTROLLER_SERVICE capability is not reported"),
+            ("no CONTROLLER_SERVICE beats no snapshot", snapshot.clone(), &plain, ProvisionConfig { can_snapshot: false, ..no_plugin }, "CSI driver does not support dynamic provisioning: plugin CONTROLLER_SERVICE capability is not reported"),
+            ("no CREATE_DELETE_VOLUME", claim(), &plain, no_create, "CSI driver does not support dynamic provisioning: controller CREATE_DELETE_VOLUME capability is not reported"),
+            ("no CREATE_DELETE_SNAPSHOT", snapshot, &plain, no_snapshot, "CSI driver does not support snapshot restore: controller CREATE_DELETE_SNAPSHOT capability is not reported"),
+            ("no CLONE_VOLUME", clone, &plain, no_clone, "CSI driver does not support clone operations: controller CLONE_VOLUME capability is not reported"),
+            ("no MODIFY_VOLUME", vac, &plain, no_modify, "CSI driver does not support VolumeAttributesClass: controller MODIFY_VOLUME capability is not reported"),
+            ("selector", selector, &plain, cfg(), "claim Selector is not supported"),
+            ("cross-namespace source", cross, &plain, cfg(), "dataSourceRef namespace specified but the CrossNamespaceVolumeDataSource feature is disabled"),
+            ("two fsType keys", claim(), &two_fstypes, cfg(), "fstype specified in parameters with both \"fstype\" and \"csi.storage.k8s.io/fstype\" keys"),
+            ("unknown access mode", bad_mode, &plain, cfg(), "unsupported AccessMode combination: [ReadWriteSometimes]"),
+            ("unknown reserved key", claim(), &bogus, cfg(), "failed to strip CSI Parameters of prefixed keys: found unknown parameter key \"csi.storage.k8s.io/bogus\" with reserved namespace csi.storage.k8s.io/"),
+        ];
+        for (what, pvc, sc, c, want) in cases {
+            let err = decide_claim(&pvc, Some(sc), |_| false, &c).unwrap_err();
+            assert_eq!(err.to_string(), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn create_delete_capability_passes_a_capable_driver() {
+        assert!(create_delete_capability(&cfg()).is_ok());
     }
 
     #[test]

@@ -51,6 +51,26 @@ pub enum ResponseCheck {
     },
 }
 
+const TOO_SMALL: &str = "created volume capacity";
+const NO_CONTENT: &str = "volume content source missing";
+
+/// The error to report when the clean-up DeleteVolume of a
+/// [`ResponseCheck::TooSmall`] volume failed too, as upstream's `Provision`
+/// words it: `<error>. Cleanup of volume <pv> failed, volume is orphaned:
+/// <cleanup error>` (`cleanup` in lower case after a missing content
+/// source).
+pub fn cleanup_failed(error: Error, pv_name: &str, cleanup: &Error) -> Error {
+    let text = error.to_string();
+    let word = if text.starts_with(TOO_SMALL) {
+        "Cleanup"
+    } else {
+        "cleanup"
+    };
+    Error::BadDriverResponse(format!(
+        "{text}. {word} of volume {pv_name} failed, volume is orphaned: {cleanup}"
+    ))
+}
+
 /// Checks the driver's answer and builds the PV; for a translated in-tree
 /// class ([`ProvisionPlan::migrated`]) the PV is turned back into the in-tree
 /// form ([`crate::migration::back_to_in_tree`]).
@@ -76,24 +96,23 @@ pub fn check_response(
             "CreateVolume response has an empty volume_id".into(),
         ));
     }
-    if plan.data_source != DataSource::None && volume.content_source.is_none() {
-        // Upstream's clean-up: a volume made without the requested content
-        // would silently hand out an empty disk.
-        return Ok(ResponseCheck::TooSmall {
-            volume_id: volume.volume_id.clone(),
-            error: Error::BadDriverResponse(
-                "volume content source missing in the CreateVolume response".into(),
-            ),
-        });
-    }
+    // Upstream's clean-ups, in its order: first the size, then the content.
     let bytes = volume.capacity_bytes;
     if bytes > 0 && bytes < plan.requested_bytes {
         return Ok(ResponseCheck::TooSmall {
             volume_id: volume.volume_id.clone(),
             error: Error::BadDriverResponse(format!(
-                "created volume capacity {bytes} less than requested capacity {}",
+                "{TOO_SMALL} {bytes} less than requested capacity {}",
                 plan.requested_bytes
             )),
+        });
+    }
+    if plan.data_source != DataSource::None && volume.content_source.is_none() {
+        // A volume made without the requested content would silently hand
+        // out an empty disk.
+        return Ok(ResponseCheck::TooSmall {
+            volume_id: volume.volume_id.clone(),
+            error: Error::BadDriverResponse(NO_CONTENT.into()),
         });
     }
     let size = if bytes > 0 {
@@ -290,12 +309,57 @@ mod tests {
         assert_eq!(pv.spec.unwrap().capacity.unwrap()["storage"].0, "1Gi");
     }
 
+    /// The clean-up texts upstream's `Provision` reports (external-provisioner:
+    /// pkg/controller/controller.go Provision), size checked before content.
     #[test]
-    fn smaller_volume_must_be_cleaned_up() {
-        match check_response(&plan(&[]), &claim(), DRIVER, "id", &response("v", 1024)).unwrap() {
+    fn bad_volumes_must_be_cleaned_up_with_upstreams_texts() {
+        let mut restore = plan(&[]);
+        restore.data_source = DataSource::Snapshot("snap".into());
+        let pv_name = format!("pvc-{UID}");
+        let cleanup = Error::Csi {
+            rpc: "DeleteVolume",
+            status: tonic::Status::internal("disk busy"),
+        };
+        let cases = [
+            (
+                plan(&[]),
+                "created volume capacity 1024 less than requested capacity 1073741824",
+                format!(
+                    "created volume capacity 1024 less than requested capacity 1073741824. Cleanup of volume {pv_name} failed, volume is orphaned: rpc error: code = Internal desc = disk busy"
+                ),
+            ),
+            (
+                // Too small and without content: the size is reported.
+                restore.clone(),
+                "created volume capacity 1024 less than requested capacity 1073741824",
+                format!(
+                    "created volume capacity 1024 less than requested capacity 1073741824. Cleanup of volume {pv_name} failed, volume is orphaned: rpc error: code = Internal desc = disk busy"
+                ),
+            ),
+        ];
+        for (p, want, orphaned) in cases {
+            match check_response(&p, &claim(), DRIVER, "id", &response("v", 1024)).unwrap() {
+                ResponseCheck::TooSmall { volume_id, error } => {
+                    assert_eq!(volume_id, "v");
+                    assert_eq!(error.to_string(), want);
+                    assert_eq!(
+                        cleanup_failed(error, &pv_name, &cleanup).to_string(),
+                        orphaned
+                    );
+                }
+                other => panic!("must not save: {other:?}"),
+            }
+        }
+        match check_response(&restore, &claim(), DRIVER, "id", &response("v", 0)).unwrap() {
             ResponseCheck::TooSmall { volume_id, error } => {
                 assert_eq!(volume_id, "v");
-                assert!(error.to_string().contains("less than requested"));
+                assert_eq!(error.to_string(), "volume content source missing");
+                assert_eq!(
+                    cleanup_failed(error, &pv_name, &cleanup).to_string(),
+                    format!(
+                        "volume content source missing. cleanup of volume {pv_name} failed, volume is orphaned: rpc error: code = Internal desc = disk busy"
+                    )
+                );
             }
             other => panic!("must not save: {other:?}"),
         }

@@ -87,6 +87,102 @@ pub fn claim_request_bytes(
     to_bytes(&q.0)
 }
 
+/// Go's `%v` of the `resource.Quantity` the Go client decodes from `q` (a
+/// quantity as the API server serves it), e.g. `{{1073741824 0} {<nil>} 1Gi
+/// BinarySI}` for `1Gi`: the struct's int64 amount (value, scale), its
+/// `inf.Dec` (nil), the cached string (kept only when `ParseQuantity` keeps
+/// it) and the format.
+///
+/// Exact for what `ParseQuantity` parses on its fast path, which covers the
+/// API server's canonical forms up to about 10^15; beyond that Go holds an
+/// `inf.Dec` pointer, printed as an address, rendered here as
+/// `{{0 0} {0xc000000000}  <format>}`.
+pub fn go_value(q: &str) -> String {
+    match go_fast_parse(q) {
+        Ok((value, scale, format, keep)) => format!(
+            "{{{{{value} {scale}}} {{<nil>}} {} {format}}}",
+            if keep { q } else { "" }
+        ),
+        Err(format) => format!("{{{{0 0}} {{0xc000000000}}  {format}}}"),
+    }
+}
+
+/// `ParseQuantity`'s fast path: `(value, scale, format, string kept)`, or
+/// the format when Go would take the `inf.Dec` path.
+fn go_fast_parse(q: &str) -> Result<(i64, i32, &'static str, bool), &'static str> {
+    if q == "0" {
+        return Ok((0, 0, "DecimalSI", true));
+    }
+    let (positive, rest) = match q.as_bytes().first() {
+        Some(b'-') => (false, &q[1..]),
+        Some(b'+') => (true, &q[1..]),
+        _ => (true, q),
+    };
+    let rest = rest.trim_start_matches('0');
+    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+    let n = digits(rest);
+    let num = if n == 0 { "0" } else { &rest[..n] };
+    let mut rest = &rest[n..];
+    let mut denom = "";
+    if let Some(after) = rest.strip_prefix('.') {
+        let d = digits(after);
+        denom = &after[..d];
+        rest = &after[d..];
+    }
+    let (base, exponent, format): (u32, i32, &'static str) = match rest {
+        "" => (10, 0, "DecimalSI"),
+        "n" => (10, -9, "DecimalSI"),
+        "u" => (10, -6, "DecimalSI"),
+        "m" => (10, -3, "DecimalSI"),
+        "k" => (10, 3, "DecimalSI"),
+        "M" => (10, 6, "DecimalSI"),
+        "G" => (10, 9, "DecimalSI"),
+        "T" => (10, 12, "DecimalSI"),
+        "P" => (10, 15, "DecimalSI"),
+        "E" => (10, 18, "DecimalSI"),
+        "Ki" => (2, 10, "BinarySI"),
+        "Mi" => (2, 20, "BinarySI"),
+        "Gi" => (2, 30, "BinarySI"),
+        "Ti" => (2, 40, "BinarySI"),
+        "Pi" => (2, 50, "BinarySI"),
+        "Ei" => (2, 60, "BinarySI"),
+        e => {
+            let exp = e
+                .strip_prefix(['e', 'E'])
+                .and_then(|x| x.parse::<i32>().ok())
+                .ok_or("DecimalSI")?;
+            (10, exp, "DecimalExponent")
+        }
+    };
+    let digits_len = (num.len() + denom.len()) as i32;
+    let (mut scale, precision, mantissa) = if base == 10 {
+        (exponent, 18 - digits_len, 1i64)
+    } else if denom.is_empty() {
+        // Go: 15 - len(num) - int32(float32(exponent)*3/10) - 1.
+        let p = 15 - num.len() as i32 - (exponent * 3 / 10) - 1;
+        (0, p, 1i64 << exponent)
+    } else {
+        (0, -1, 1)
+    };
+    if precision < 0 {
+        return Err(format);
+    }
+    scale -= denom.len() as i32;
+    if scale < -9 {
+        return Err(format);
+    }
+    let shifted = format!("{num}{denom}");
+    let value: i64 = shifted.parse().map_err(|_| format)?;
+    let result = value.checked_mul(mantissa).ok_or(format)?;
+    let result = if positive { result } else { -result };
+    let keep = if base == 2 {
+        exponent % 10 == 0 && value & 7 != 0
+    } else {
+        scale % 3 == 0 && !shifted.ends_with("000") && !shifted.starts_with('0')
+    };
+    Ok((result, scale, format, keep))
+}
+
 /// Formats a byte count the way `resource.NewQuantity(bytes, BinarySI)`
 /// prints it: the largest binary suffix that divides it exactly
 /// (`1073741824` → `"1Gi"`, `1536 MiB` → `"1536Mi"`), else plain bytes.
@@ -114,6 +210,27 @@ pub fn from_bytes(bytes: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Go: `fmt.Sprintf("%v", q)` of a `resource.Quantity` decoded from the
+    /// API server's string (apimachinery pkg/api/resource ParseQuantity).
+    #[test]
+    fn go_value_matches_gos_struct_print() {
+        let cases = [
+            ("1Gi", "{{1073741824 0} {<nil>} 1Gi BinarySI}"),
+            ("10Gi", "{{10737418240 0} {<nil>} 10Gi BinarySI}"),
+            ("1536Mi", "{{1610612736 0} {<nil>}  BinarySI}"),
+            ("5G", "{{5 9} {<nil>} 5G DecimalSI}"),
+            ("500m", "{{500 -3} {<nil>} 500m DecimalSI}"),
+            ("1024", "{{1024 0} {<nil>} 1024 DecimalSI}"),
+            ("1e3", "{{1 3} {<nil>} 1e3 DecimalExponent}"),
+            ("0", "{{0 0} {<nil>} 0 DecimalSI}"),
+            ("1k", "{{1 3} {<nil>} 1k DecimalSI}"),
+            ("100M", "{{100 6} {<nil>} 100M DecimalSI}"),
+        ];
+        for (q, want) in cases {
+            assert_eq!(go_value(q), want, "{q}");
+        }
+    }
 
     #[test]
     fn parses_binary_decimal_and_exponent_forms() {

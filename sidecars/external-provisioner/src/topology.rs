@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{
     VolumeNodeAffinity,
 };
 use k8s_openapi::api::storage::v1::CSINode;
+use sidecar_runtime::gofmt::quote;
 
 /// One AND'ed topology term: `(key, value)` pairs sorted by key, then value.
 type Term = Vec<(String, String)>;
@@ -29,21 +30,26 @@ type Term = Vec<(String, String)>;
 /// Why no accessibility requirement could be computed.
 ///
 /// Upstream never treats these as final: everything is retried with
-/// backoff (`ProvisioningNoChange`), except a selected Node or CSINode that
-/// does not exist, which gives the claim back to the scheduler
+/// backoff (`ProvisioningNoChange`), except a selected node without a
+/// CSINode object, which gives the claim back to the scheduler
 /// (`ProvisioningReschedule`).
+///
+/// `Display` is the event text upstream's `prepareProvision` produces: the
+/// raw text for a reschedule, the text behind `error generating
+/// accessibility requirements: ` for a retry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopologyError {
-    /// The selected node's Node or CSINode object does not exist: the caller
-    /// should remove the claim's `volume.kubernetes.io/selected-node`
-    /// annotation so the scheduler picks again, and forget the claim's
-    /// [`TopologyCache`] entry.
+    /// The selected node has no CSINode object: the caller should remove the
+    /// claim's `volume.kubernetes.io/selected-node` annotation so the
+    /// scheduler picks again, and forget the claim's [`TopologyCache`]
+    /// entry. (A missing Node object is a [`TopologyError::Retry`], as in
+    /// upstream v6.3.0, which reads it as a node without labels.)
     #[error("{0}")]
     Reschedule(String),
     /// Topology information is missing or inconsistent right now (driver not
     /// registered yet, labels missing, selected node outside the allowed
     /// topologies, …): retry with backoff, keeping the claim as it is.
-    #[error("{0}")]
+    #[error("error generating accessibility requirements: {0}")]
     Retry(String),
 }
 
@@ -54,8 +60,9 @@ impl TopologyError {
     }
 }
 
-/// Maps to [`crate::Error::Missing`] (retried, not final). Check
-/// [`TopologyError::is_reschedule`] first when the caller can reschedule.
+/// Maps to [`crate::Error::Missing`] (retried, not final) with the same
+/// text. Check [`TopologyError::is_reschedule`] first when the caller can
+/// reschedule.
 impl From<TopologyError> for crate::Error {
     fn from(err: TopologyError) -> Self {
         crate::Error::Missing(err.to_string())
@@ -113,10 +120,12 @@ pub struct TopologyInputs<'a, N = Node, C = CSINode> {
 /// nothing (terms without expressions) give `Ok(None)`, like upstream.
 ///
 /// # Errors
-/// Selected Node/CSINode missing → `Reschedule`. `Retry` for: selected
+/// Selected node without a CSINode → `Reschedule`. `Retry` for: selected
 /// node's CSINode lacks keys for the driver (`no topology key found for node
-/// X`), its labels lack a key, it is outside `allowedTopologies`; no CSINode
-/// registers keys (`no available topology found`); no Node carries all keys.
+/// X`), its Node is missing or its labels lack a key, it is outside
+/// `allowedTopologies`; no CSINode registers keys (`no available topology
+/// found`); no Node carries all keys. The texts are upstream's
+/// (`GenerateAccessibilityRequirements`), Go values printed as Go does.
 pub fn accessibility_requirements<N, C>(
     inputs: &TopologyInputs<'_, N, C>,
 ) -> Result<Option<TopologyRequirement>, TopologyError>
@@ -415,25 +424,32 @@ where
     N: Borrow<Node>,
     C: Borrow<CSINode>,
 {
+    // Upstream: topologyKeysLookup wrapping the CSINode lister's NotFound.
     let csi_node = inputs
         .csi_nodes
         .iter()
         .map(Borrow::borrow)
         .find(|c: &&CSINode| c.metadata.name.as_deref() == Some(name))
-        .ok_or_else(|| TopologyError::Reschedule(format!("CSINode {name} not found")))?;
+        .ok_or_else(|| {
+            TopologyError::Reschedule(format!(
+                "failed to get selected CSINode {name}: csinode.storage.k8s.io {} not found",
+                quote(name)
+            ))
+        })?;
     let keys = driver_topology_keys(csi_node, inputs.driver).unwrap_or_default();
     if keys.is_empty() {
         return Err(TopologyError::Retry(format!(
             "no topology key found for node {name}"
         )));
     }
-    let node = inputs
+    // Upstream's getTopologyFromNodeName reads a missing Node as a node
+    // without labels.
+    let labels = inputs
         .nodes
         .iter()
         .map(Borrow::borrow)
         .find(|n: &&Node| n.metadata.name.as_deref() == Some(name))
-        .ok_or_else(|| TopologyError::Reschedule(format!("node {name} not found")))?;
-    let labels = node.metadata.labels.as_ref();
+        .and_then(|node| node.metadata.labels.as_ref());
     let term = term_from_labels(labels, keys).ok_or_else(|| {
         TopologyError::Retry(format!(
             "topology labels from selected node {} does not match topology keys from CSINode {}",
@@ -461,9 +477,10 @@ fn ensure_allowed(
     if flat.iter().any(|t| is_subset(t, &sel.term)) {
         return Ok(());
     }
+    // Upstream's format is `selected node '%q' topology '%v' …`.
     Err(TopologyError::Retry(format!(
-        "selected node {:?} topology {} is not in allowed topologies: {}",
-        sel.name,
+        "selected node '{}' topology '{}' is not in allowed topologies: {}",
+        quote(sel.name),
         fmt_term(&sel.term),
         fmt_terms(&flat)
     )))
@@ -575,9 +592,9 @@ fn rotate_to_selected(
         .position(|t| is_subset(t, &sel.term))
         .ok_or_else(|| {
             TopologyError::Retry(format!(
-                "topology {} from selected node {:?} is not in requisite: {}",
+                "topology {} from selected node {} is not in requisite: {}",
                 fmt_term(&sel.term),
-                sel.name,
+                quote(sel.name),
                 fmt_terms(requisite)
             ))
         })?;
@@ -1054,13 +1071,19 @@ mod tests {
                 "CSINode missing",
                 vec![csi_node("other", &[(DRIVER, Some(zone_rack))])],
                 vec![node("n1", &[("zone", "a"), ("rack", "r")])],
-                resched("CSINode n1 not found"),
+                resched(
+                    "failed to get selected CSINode n1: csinode.storage.k8s.io \"n1\" not found",
+                ),
             ),
             (
+                // v6.3.0 getTopologyFromNodeName: a missing Node has no labels.
                 "Node missing",
                 vec![csi_node("n1", &[(DRIVER, Some(zone_rack))])],
                 vec![node("other", &[("zone", "a"), ("rack", "r")])],
-                resched("node n1 not found"),
+                retry(
+                    "topology labels from selected node map[] does not match \
+                     topology keys from CSINode [zone rack]",
+                ),
             ),
             (
                 "driver absent from CSINode",
@@ -1109,6 +1132,126 @@ mod tests {
             }
             let seg = selected_node_segment("n1", DRIVER, &c.csi_nodes, &c.nodes);
             assert_eq!(seg, Err(want.clone()), "{name}");
+        }
+    }
+
+    /// The event texts, exactly as upstream's `prepareProvision` produces
+    /// them (external-provisioner: pkg/controller/controller.go
+    /// prepareProvision around pkg/controller/topology.go
+    /// GenerateAccessibilityRequirements): a reschedule carries the raw
+    /// error, a retry gets `error generating accessibility requirements: `.
+    #[test]
+    fn event_texts_match_upstream() {
+        let zone: &[&str] = &["zone"];
+        let strict = Flags {
+            strict: true,
+            ..LATE
+        };
+        let no_csinode = Cluster {
+            csi_nodes: vec![],
+            nodes: zoned().nodes,
+        };
+        let no_node = Cluster {
+            csi_nodes: zoned().csi_nodes,
+            nodes: vec![],
+        };
+        let unregistered = Cluster {
+            csi_nodes: vec![csi_node("n1", &[("other.csi", Some(zone))])],
+            nodes: zoned().nodes,
+        };
+        let n1 = Flags {
+            selected: Some("n1"),
+            ..LATE
+        };
+        type Case<'a> = (
+            &'a str,
+            Cluster,
+            Vec<TopologySelectorTerm>,
+            Flags<'a>,
+            &'a str,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "selected node without CSINode",
+                no_csinode,
+                vec![],
+                n1,
+                "failed to get selected CSINode n1: csinode.storage.k8s.io \"n1\" not found",
+            ),
+            (
+                "selected node without Node",
+                no_node,
+                vec![],
+                n1,
+                "error generating accessibility requirements: topology labels from selected node map[] does not match topology keys from CSINode [zone]",
+            ),
+            (
+                "driver not registered on the selected node",
+                unregistered,
+                vec![],
+                n1,
+                "error generating accessibility requirements: no topology key found for node n1",
+            ),
+            (
+                "strict topology outside allowed topologies",
+                racked(),
+                allowed(&[&[("zone", &["a", "c"])]]),
+                Flags {
+                    selected: Some("n2"),
+                    ..strict
+                },
+                "error generating accessibility requirements: selected node '\"n2\"' topology '[{rack r2} {zone b}]' is not in allowed topologies: [[{zone a}] [{zone c}]]",
+            ),
+            (
+                "selected node outside allowed topologies",
+                zoned(),
+                allowed(&[&[("zone", &["a", "c"])]]),
+                Flags {
+                    selected: Some("n2"),
+                    ..LATE
+                },
+                "error generating accessibility requirements: topology [{zone b}] from selected node \"n2\" is not in requisite: [[{zone a}] [{zone c}]]",
+            ),
+            (
+                "immediate binding, driver registered nowhere",
+                Cluster {
+                    csi_nodes: vec![],
+                    nodes: vec![],
+                },
+                vec![],
+                Flags {
+                    selected: None,
+                    immediate: true,
+                    ..LATE
+                },
+                "error generating accessibility requirements: no available topology found",
+            ),
+            (
+                "immediate binding, no node has the keys",
+                unlabelled_keys(),
+                vec![],
+                Flags {
+                    selected: None,
+                    immediate: true,
+                    ..LATE
+                },
+                "error generating accessibility requirements: topologyKeys [zone rack] were not found on any nodes",
+            ),
+        ];
+        for (name, cluster, allowed, flags, want) in cases {
+            let got = compute(&cluster, &allowed, flags).unwrap_err();
+            assert_eq!(got.to_string(), want, "{name}");
+            let rescheduled = want.starts_with("failed to get selected CSINode");
+            assert_eq!(got.is_reschedule(), rescheduled, "{name}");
+        }
+    }
+
+    /// n1 registers keys zone+rack, but no Node carries both labels.
+    fn unlabelled_keys() -> Cluster {
+        let keys: &[&str] = &["zone", "rack"];
+        Cluster {
+            csi_nodes: vec![csi_node("n1", &[(DRIVER, Some(keys))])],
+            nodes: vec![node("n1", &[("zone", "a")])],
         }
     }
 
@@ -1162,7 +1305,10 @@ mod tests {
         ] {
             match compute(&racked(), &terms, strict) {
                 Err(TopologyError::Retry(msg)) => {
-                    assert!(msg.starts_with("selected node \"n2\" topology"), "{msg}");
+                    assert!(
+                        msg.starts_with("selected node '\"n2\"' topology '[{rack r2} {zone b}]'"),
+                        "{msg}"
+                    );
                     assert!(msg.contains("is not in allowed topologies"), "{msg}");
                 }
                 other => panic!("unexpected {other:?}"),
@@ -1361,7 +1507,7 @@ mod tests {
 
     #[test]
     fn errors_map_to_retried_crate_errors() {
-        let resched = TopologyError::Reschedule("node n1 not found".into());
+        let resched = TopologyError::Reschedule("CSINode n1 not found".into());
         let retry = TopologyError::Retry("no available topology found".into());
         assert!(resched.is_reschedule());
         assert!(!retry.is_reschedule());

@@ -18,7 +18,6 @@ use crate::controller::{Context, event, read_secret};
 use crate::delete::{Attachment, VolumeAction, decide_volume};
 use crate::error::Error;
 use crate::secrets::SecretRef;
-use crate::workqueue::object_key;
 
 /// `finalizers` without ours, order kept.
 fn without_ours(finalizers: &[String]) -> Vec<String> {
@@ -40,7 +39,7 @@ async fn delete_failed_event(ctx: &Context, pv: &PersistentVolume, e: &Error) {
     .await;
 }
 
-fn volume_key(pv: &PersistentVolume) -> String {
+pub(crate) fn volume_key(pv: &PersistentVolume) -> String {
     format!("pv/{}", pv.name_any())
 }
 
@@ -49,7 +48,7 @@ pub(crate) async fn reconcile_volume(
     pv: Arc<PersistentVolume>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _work = ctx.queue_metrics.start("volumes", &object_key(pv.as_ref()));
+    let _work = ctx.volumes_queue.start(pv.as_ref());
     let uid = pv.uid().unwrap_or_default();
     if ctx
         .own_writes
@@ -76,7 +75,16 @@ pub(crate) async fn reconcile_volume(
             })
         })
     });
-    let action = match decide_volume(&pv, class.as_deref(), &ctx.cfg.driver_name, attachment) {
+    let decided = decide_volume(&pv, class.as_deref(), &ctx.cfg.driver_name, attachment);
+    // Upstream's Delete checks the driver's capabilities before anything
+    // else a deletion needs.
+    let decided = match decided {
+        Ok(VolumeAction::Delete { .. } | VolumeAction::WaitForDetach(_)) => {
+            crate::provision::create_delete_capability(&ctx.cfg).and(decided)
+        }
+        other => other,
+    };
+    let action = match decided {
         Ok(a) => a,
         Err(e) => {
             delete_failed_event(&ctx, &pv, &e).await;
@@ -113,11 +121,7 @@ pub(crate) async fn reconcile_volume(
             }
             // The VolumeAttachment's deletion re-triggers this PV; the
             // requeue is only a safety net.
-            return Ok(ctx.queue_metrics.requeue(
-                "volumes",
-                &object_key(pv.as_ref()),
-                ctx.slow_retry,
-            ));
+            return Ok(ctx.volumes_queue.requeue(pv.as_ref(), ctx.slow_retry));
         }
         VolumeAction::Delete { .. }
             if ctx.node.as_ref().is_some_and(|n| {
@@ -138,9 +142,15 @@ pub(crate) async fn reconcile_volume(
             }
             let started = Instant::now();
             let csi = ctx.csi.for_migrated(migrated);
-            if let Err(e) = delete_volume(&pv, &api, volume_id, secret, &csi, &ctx).await {
+            if let Err(e) = delete_volume(&pv, volume_id, secret, &csi, &ctx).await {
                 ctx.metrics.delete_failed(&class_name);
                 delete_failed_event(&ctx, &pv, &e).await;
+                return Err(e);
+            }
+            // As upstream, a failure to remove the PV object is retried
+            // without an event: the volume itself is gone.
+            if let Err(e) = remove_pv(&pv, &api, &ctx).await {
+                ctx.metrics.delete_failed(&class_name);
                 return Err(e);
             }
             ctx.metrics.deleted(&class_name, started.elapsed());
@@ -154,11 +164,9 @@ pub(crate) async fn reconcile_volume(
     Ok(Action::await_change())
 }
 
-/// DeleteVolume through `csi` (marked migrated for a translated in-tree PV),
-/// then the PV object and our finalizer.
+/// DeleteVolume through `csi` (marked migrated for a translated in-tree PV).
 async fn delete_volume(
     pv: &PersistentVolume,
-    api: &Api<PersistentVolume>,
     volume_id: String,
     secret: Option<SecretRef>,
     csi: &csi_client::Connection,
@@ -180,6 +188,15 @@ async fn delete_volume(
         rpc: "DeleteVolume",
         status,
     })?;
+    Ok(())
+}
+
+/// After DeleteVolume: the PV object, then our finalizer.
+async fn remove_pv(
+    pv: &PersistentVolume,
+    api: &Api<PersistentVolume>,
+    ctx: &Context,
+) -> Result<(), Error> {
     let name = pv.name_any();
     let remaining = match api.delete(&name, &DeleteParams::default()).await {
         Ok(either) => either.left(),
@@ -314,11 +331,9 @@ pub(crate) fn volume_error_policy(
     err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    ctx.queue_metrics.retry("volumes");
     let delay = ctx.backoff.next_delay(&volume_key(&pv));
-    warn!(pv = %pv.name_any(), error = %err, retry_in = ?delay, "volume reconcile failed");
-    ctx.queue_metrics
-        .requeue("volumes", &object_key(pv.as_ref()), delay)
+    ctx.volumes_queue
+        .retry_after_error(pv.as_ref(), delay, false, err)
 }
 
 #[cfg(test)]

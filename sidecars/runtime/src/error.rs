@@ -77,6 +77,35 @@ pub enum Error {
     /// A semantic check across flags that clap cannot express (upstream exits 1).
     #[error("{0}")]
     FlagValidation(String),
+    /// Connecting to the CSI driver, or one of the start-up RPCs.
+    #[error("{what}: {source}")]
+    Csi {
+        /// What was being done, e.g. "GetPluginInfo".
+        what: String,
+        /// The client error.
+        #[source]
+        source: csi_client::Error,
+    },
+    /// An Update answered 409 Conflict: someone else wrote the object since
+    /// the version the write was built from (see [`crate::write`]).
+    #[error("{object} changed meanwhile ({what}); retrying on its new version")]
+    WriteConflict {
+        /// What the write was for, e.g. "record volume creation on".
+        what: String,
+        /// `<Kind> <namespace>/<name>`.
+        object: String,
+    },
+    /// An Update failed otherwise.
+    #[error("{what} {object}: {source}")]
+    Write {
+        /// What the write was for.
+        what: String,
+        /// `<Kind> <namespace>/<name>`.
+        object: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl Error {
@@ -95,11 +124,13 @@ impl Error {
             | Error::HttpBind { .. }
             | Error::LeaderElectionConfig(_)
             | Error::LoggingInit(_)
-            | Error::FlagValidation(_) => true,
-            Error::HttpServe(_) => false,
+            | Error::FlagValidation(_)
+            | Error::Csi { .. } => true,
+            Error::HttpServe(_) | Error::WriteConflict { .. } => false,
             Error::LeaseGet { source, .. }
             | Error::LeaseUpdate { source, .. }
-            | Error::EventCreate { source, .. } => kube_error_is_final(source),
+            | Error::EventCreate { source, .. }
+            | Error::Write { source, .. } => kube_error_is_final(source),
         }
     }
 }

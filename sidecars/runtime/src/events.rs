@@ -8,7 +8,9 @@
 //! * name `<object name>.<hex Unix nanoseconds>`, in the object's namespace or
 //!   `default` for cluster-scoped objects;
 //! * `involvedObject` = the given reference, `source.component` and
-//!   `reportingComponent` = the component, `reportingInstance` = host name,
+//!   `reportingComponent` = the component; `source.host` and
+//!   `reportingInstance` stay empty, as client-go's legacy recorder copies
+//!   them from `EventSource.Host`, which the sidecars never set;
 //!   `firstTimestamp` = `lastTimestamp` = now, `count` = 1;
 //! * a repeat of the same (object, type, reason, message) within
 //!   [`AGGREGATION_WINDOW`] patches `count` and `lastTimestamp` of the earlier
@@ -73,7 +75,6 @@ struct Seen {
 pub struct EventRecorder {
     client: Client,
     component: String,
-    instance: String,
     seen: Mutex<HashMap<String, Seen>>,
 }
 
@@ -81,7 +82,6 @@ impl std::fmt::Debug for EventRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventRecorder")
             .field("component", &self.component)
-            .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
 }
@@ -99,12 +99,12 @@ enum Action {
 
 impl EventRecorder {
     /// A recorder whose events carry `component` as `source.component` and
-    /// `reportingComponent`, and this machine's host name as `reportingInstance`.
+    /// `reportingComponent`, and no `source.host` or `reportingInstance`
+    /// (see the module documentation).
     pub fn new(client: Client, component: &str) -> Self {
         EventRecorder {
             client,
             component: component.to_owned(),
-            instance: crate::hostname(),
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -240,7 +240,8 @@ impl EventRecorder {
                 host: None,
             }),
             reporting_component: Some(self.component.clone()),
-            reporting_instance: Some(self.instance.clone()),
+            // client-go: `ReportingInstance = source.Host`, empty.
+            reporting_instance: None,
             ..Default::default()
         }
     }
@@ -363,6 +364,15 @@ mod tests {
         assert_eq!(e["count"], 1);
         assert_eq!(e["source"]["component"], "csi-provisioner");
         assert_eq!(e["reportingComponent"], "csi-provisioner");
+        // client-go's legacy recorder (tools/record/event.go generateEvent)
+        // sets `reportingInstance` from `source.host`, which the sidecars
+        // leave empty: neither may carry the host name.
+        for field in [&e["reportingInstance"], &e["source"]["host"]] {
+            assert!(
+                field.is_null() || *field == "",
+                "expected empty, got {field}"
+            );
+        }
         assert!(e["firstTimestamp"].is_string());
         assert_eq!(e["firstTimestamp"], e["lastTimestamp"]);
     }

@@ -11,16 +11,22 @@
 //! * [`leader`]: Lease leader election interoperable with client-go.
 //! * [`backoff`]: per-object exponential failure backoff.
 //! * [`events`]: core/v1 Event recorder.
+//! * [`gofmt`]: Go's `%q` and client-go's API error text, for messages that
+//!   must read like upstream's.
 //! * [`shutdown`]: resolves on SIGTERM or SIGINT.
 //! * [`own_writes`]: read-your-own-writes over watch caches, so a controller
 //!   does not act again on a version it has already replaced.
 //!
 //! Every fallible operation returns [`Error`].
 
+pub mod app;
 pub mod backoff;
+pub mod controller;
 pub mod error;
 pub mod events;
+pub mod finalizers;
 pub mod flags;
+pub mod gofmt;
 pub mod http;
 pub mod kube_client;
 pub mod leader;
@@ -30,6 +36,8 @@ pub mod process_metrics;
 pub mod shutdown;
 #[cfg(test)]
 mod test_api;
+pub mod workqueue;
+pub mod write;
 
 pub use error::Error;
 

@@ -1,5 +1,6 @@
-//! client-go's `workqueue_*` metrics, for the claim and volume controllers
-//! (queue names `claims` and `volumes`, as upstream).
+//! client-go's `workqueue_*` metrics for a sidecar's controllers, with the
+//! queue names upstream gives them (the provisioner's `claims` and
+//! `volumes`, the attacher's `csi-attacher`, …), fixed at registration.
 //!
 //! kube-runtime keeps its queue to itself, so the queue is followed from
 //! outside with client-go's semantics: an object is *added* when a watch
@@ -27,13 +28,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// The queues, each reported even while empty.
-const QUEUES: [&str; 2] = ["claims", "volumes"];
-
 /// The `name` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabel {
-    /// Queue name: `claims` or `volumes`.
+    /// Queue name, as upstream's workqueue is named.
     pub name: String,
 }
 
@@ -51,6 +49,8 @@ pub struct QueueMetrics {
     /// Objects waiting per queue: key → when they were added (or fall due).
     waiting: Arc<Mutex<HashMap<(&'static str, String), Instant>>>,
     next_id: Arc<AtomicU64>,
+    /// The queues, each reported even while empty.
+    queues: Arc<[&'static str]>,
 }
 
 /// Ends a unit of work when dropped (success, error or cancellation).
@@ -83,7 +83,9 @@ impl QueueMetrics {
     /// `workqueue_work_duration_seconds` (client-go's buckets, 10 ns to 10 s
     /// by tens), `workqueue_unfinished_work_seconds` and
     /// `workqueue_longest_running_processor_seconds`.
-    pub fn register(registry: &mut Registry) -> Self {
+    ///
+    /// `queues` are the queue names, each reported even while empty.
+    pub fn register(registry: &mut Registry, queues: &[&'static str]) -> Self {
         let m = QueueMetrics {
             adds: Family::default(),
             retries: Family::default(),
@@ -99,6 +101,7 @@ impl QueueMetrics {
             in_flight: Arc::default(),
             waiting: Arc::default(),
             next_id: Arc::default(),
+            queues: queues.into(),
         };
         let sub = registry.sub_registry_with_prefix("workqueue");
         sub.register("depth", "Current depth of workqueue", m.depth.clone());
@@ -226,7 +229,7 @@ impl QueueMetrics {
         let Ok(m) = self.in_flight.lock() else { return };
         let now = Instant::now();
         let mut per_queue: HashMap<&'static str, (f64, f64)> =
-            QUEUES.iter().map(|q| (*q, (0.0, 0.0))).collect();
+            self.queues.iter().map(|q| (*q, (0.0, 0.0))).collect();
         for (queue, started) in m.values() {
             let age = now.duration_since(*started).as_secs_f64();
             let e = per_queue.entry(queue).or_insert((0.0, 0.0));
@@ -244,7 +247,7 @@ impl QueueMetrics {
     /// periodically by the controller, as it costs a pass over the queue.
     pub fn refresh_depth(&self) {
         let now = Instant::now();
-        let mut depth: HashMap<&'static str, i64> = QUEUES.iter().map(|q| (*q, 0)).collect();
+        let mut depth: HashMap<&'static str, i64> = self.queues.iter().map(|q| (*q, 0)).collect();
         if let Ok(w) = self.waiting.lock() {
             for ((queue, _), at) in w.iter() {
                 if *at <= now {
@@ -283,7 +286,7 @@ mod tests {
     #[test]
     fn counts_work_retries_and_in_progress_age() {
         let mut reg = Registry::default();
-        let m = QueueMetrics::register(&mut reg);
+        let m = QueueMetrics::register(&mut reg, &["claims", "volumes"]);
         m.added("claims", "ns/a");
         let guard = m.start("claims", "ns/a");
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -328,7 +331,7 @@ mod tests {
     #[test]
     fn depth_and_wait_follow_client_go_semantics() {
         let mut reg = Registry::default();
-        let m = QueueMetrics::register(&mut reg);
+        let m = QueueMetrics::register(&mut reg, &["claims", "volumes"]);
         m.added("claims", "ns/a");
         m.added("claims", "ns/a"); // already waiting: not a second add
         m.added("claims", "ns/b");
@@ -371,7 +374,7 @@ mod tests {
     fn watch_events_add_and_forget() {
         use k8s_openapi::api::core::v1::PersistentVolumeClaim;
         let mut reg = Registry::default();
-        let m = QueueMetrics::register(&mut reg);
+        let m = QueueMetrics::register(&mut reg, &["claims", "volumes"]);
         let mut pvc = PersistentVolumeClaim::default();
         pvc.metadata.name = Some("a".into());
         pvc.metadata.namespace = Some("ns".into());
