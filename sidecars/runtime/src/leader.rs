@@ -37,7 +37,9 @@
 //!   renews every retry period and, if no renewal succeeds within the renew
 //!   deadline, leadership is lost. Loss ends [`run_with_leader_election`] with
 //!   [`LeaderOutcome::Lost`]; [`run_with_leader_election_or_exit`] then logs
-//!   "Stopped leading" and exits 1 like csi-lib-utils.
+//!   "Stopped leading" and exits 1 like csi-lib-utils. A standby stops
+//!   trying on SIGTERM/SIGINT ([`LeaderOutcome::ShutdownWhileStandby`]) and the
+//!   process exits 0, where client-go's standby waits for SIGKILL.
 //! * **Labels**: `--leader-election-labels` are written on every create/update,
 //!   i.e. while this replica holds the Lease.
 //! * **Events**: `LeaderElection` Normal events "`<identity>` became leader" /
@@ -385,6 +387,10 @@ pub enum LeaderOutcome {
     Lost,
     /// `run` completed while this replica was leading (e.g. on shutdown).
     RunCompleted,
+    /// The shutdown signal came while this replica was still a standby
+    /// waiting for the Lease; `run` was never called and the Lease was not
+    /// touched. The process should exit 0, as a leader does after draining.
+    ShutdownWhileStandby,
 }
 
 fn micro_now() -> MicroTime {
@@ -610,17 +616,31 @@ impl Elector {
             .unwrap_or(false)
     }
 
-    /// Blocks until this replica holds the Lease.
-    async fn acquire(&mut self) {
+    /// Blocks until this replica holds the Lease (`true`), or until
+    /// `shutdown` resolves first (`false`). A request in flight when
+    /// `shutdown` resolves is abandoned; nothing is written afterwards.
+    async fn acquire(&mut self, shutdown: impl Future<Output = ()>) -> bool {
         info!(lease = %self.desc(), "attempting to acquire leader lease");
-        loop {
-            if self.attempt(Instant::now() + self.cfg.renew_deadline).await {
-                info!(lease = %self.desc(), "successfully acquired lease");
-                return;
+        let desc = self.desc();
+        let acquired = async {
+            loop {
+                if self.attempt(Instant::now() + self.cfg.renew_deadline).await {
+                    return;
+                }
+                debug!(lease = %self.desc(), "failed to acquire lease");
+                let jitter = 1.0 + rand::random::<f64>() * JITTER_FACTOR;
+                tokio::time::sleep(self.cfg.retry_period.mul_f64(jitter)).await;
             }
-            debug!(lease = %self.desc(), "failed to acquire lease");
-            let jitter = 1.0 + rand::random::<f64>() * JITTER_FACTOR;
-            tokio::time::sleep(self.cfg.retry_period.mul_f64(jitter)).await;
+        };
+        tokio::select! {
+            () = acquired => {
+                info!(lease = %desc, "successfully acquired lease");
+                true
+            }
+            () = shutdown => {
+                info!(lease = %desc, "shutting down before acquiring the lease");
+                false
+            }
         }
     }
 
@@ -694,14 +714,21 @@ async fn record_event(
 
 /// Runs `run` while this replica holds the Lease described by `config`.
 ///
-/// Blocks until the Lease is acquired (retrying forever, as upstream), then
-/// calls `run` and renews the Lease concurrently in the same task. Returns
+/// Blocks until the Lease is acquired (retrying until SIGTERM or SIGINT,
+/// see [`shutdown::signal`](crate::shutdown::signal)), then calls `run` and
+/// renews the Lease concurrently in the same task. Returns
 /// [`LeaderOutcome::Lost`] when a renewal misses the renew deadline (the `run`
-/// future is dropped first), or [`LeaderOutcome::RunCompleted`] when `run`
+/// future is dropped first), [`LeaderOutcome::RunCompleted`] when `run`
 /// finishes while leading (the Lease is then released if
 /// [`LeaderConfig::release_on_exit`], else left to expire as upstream does by
-/// default). `run` should spawn CPU-heavy work rather than block its poll, or
+/// default), or [`LeaderOutcome::ShutdownWhileStandby`] when the signal
+/// comes before the Lease is held. Once leading, the signal is `run`'s to
+/// watch. `run` should spawn CPU-heavy work rather than block its poll, or
 /// renewals are delayed.
+///
+/// client-go's `leaderelection.RunOrDie` under csi-lib-utils keeps a standby
+/// in its acquire loop until the kubelet's SIGKILL; stopping on the signal
+/// instead ends a standby's termination at once, with nothing to clean up.
 ///
 /// Errors: [`Error::LeaderElectionConfig`] for invalid timings; API failures
 /// are logged and retried, never returned.
@@ -715,6 +742,27 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ()>,
 {
+    run_with_leader_election_until(client, config, health, crate::shutdown::signal(), run).await
+}
+
+/// [`run_with_leader_election`] with the standby's shutdown signal given as
+/// `shutdown`, a future that resolves when the process should stop (for
+/// tests, or a process that multiplexes its own signals). `shutdown` is
+/// polled only until the Lease is acquired, then dropped.
+///
+/// Errors: as [`run_with_leader_election`].
+pub async fn run_with_leader_election_until<S, F, Fut>(
+    client: Client,
+    config: LeaderConfig,
+    health: LeaderHealth,
+    shutdown: S,
+    run: F,
+) -> Result<LeaderOutcome, Error>
+where
+    S: Future<Output = ()>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
     config.validate()?;
     let recorder = Arc::new(EventRecorder::new(
         client.clone(),
@@ -722,7 +770,9 @@ where
     ));
     let release_on_exit = config.release_on_exit;
     let mut elector = Elector::new(client, config, health);
-    elector.acquire().await;
+    if !elector.acquire(shutdown).await {
+        return Ok(LeaderOutcome::ShutdownWhileStandby);
+    }
 
     let message = format!("{} became leader", elector.identity);
     let (rec, lease) = (recorder.clone(), elector.lease_ref());
@@ -745,14 +795,15 @@ where
             .await;
         }
         LeaderOutcome::RunCompleted if release_on_exit => elector.release().await,
-        LeaderOutcome::RunCompleted => {}
+        LeaderOutcome::RunCompleted | LeaderOutcome::ShutdownWhileStandby => {}
     }
     Ok(outcome)
 }
 
 /// [`run_with_leader_election`] with upstream's reaction to loss: log
 /// "Stopped leading" and exit the process with status 1. Returns `Ok(())` when
-/// `run` completed, or the configuration error.
+/// `run` completed or a standby was told to shut down (the caller then exits
+/// 0), or the configuration error.
 pub async fn run_with_leader_election_or_exit<F, Fut>(
     client: Client,
     config: LeaderConfig,
@@ -768,7 +819,7 @@ where
             error!("Stopped leading");
             std::process::exit(1);
         }
-        LeaderOutcome::RunCompleted => Ok(()),
+        LeaderOutcome::RunCompleted | LeaderOutcome::ShutdownWhileStandby => Ok(()),
     }
 }
 
@@ -1021,6 +1072,89 @@ mod tests {
         assert_eq!(lease["spec"]["holderIdentity"], "pod-a");
         assert_eq!(lease["spec"]["leaseTransitions"], 4);
         task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_standby_stops_waiting_on_shutdown() {
+        let fake = FakeApi::default();
+        fake.put(LEASE_PATH, foreign_lease("go-replica", 3));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = started.clone();
+        let health = LeaderHealth::for_config(&cfg());
+        let task = tokio::spawn(run_with_leader_election_until(
+            fake.client(),
+            cfg(),
+            health.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+            move || async move {
+                s2.store(true, std::sync::atomic::Ordering::SeqCst);
+            },
+        ));
+        // The Go replica keeps renewing: we stay a standby.
+        for i in 0..3 {
+            tokio::time::sleep(10 * S).await;
+            let mut l = foreign_lease("go-replica", 3);
+            l["spec"]["renewTime"] = format!("2020-01-01T00:00:{:02}.000000Z", i + 1).into();
+            fake.put(LEASE_PATH, l);
+        }
+        assert!(!task.is_finished());
+        let gets = fake.requests_with_method("GET");
+        assert!(gets >= 3, "the standby polled the Lease ({gets} GETs)");
+
+        let asked = Instant::now();
+        stop.send(()).unwrap();
+        let outcome = task.await.unwrap().unwrap();
+        assert_eq!(outcome, LeaderOutcome::ShutdownWhileStandby);
+        assert_eq!(Instant::now(), asked, "no retry period is waited out");
+        assert!(!started.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!health.is_leader());
+        assert_eq!(
+            fake.requests_with_method("PUT"),
+            0,
+            "the Lease is not written"
+        );
+        assert_eq!(
+            fake.requests_with_method("POST"),
+            0,
+            "nor an event recorded"
+        );
+        assert_eq!(
+            fake.get(LEASE_PATH).unwrap()["spec"]["holderIdentity"],
+            "go-replica"
+        );
+    }
+
+    /// Shutdown after the Lease is held is `run`'s business: the signal is
+    /// no longer watched, and the outcome is `run`'s completion.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_after_acquiring_is_left_to_run() {
+        let fake = FakeApi::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (done, run_done) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_with_leader_election_until(
+            fake.client(),
+            cfg(),
+            LeaderHealth::for_config(&cfg()),
+            async move {
+                let _ = stopped.await;
+            },
+            || async move {
+                let _ = run_done.await;
+            },
+        ));
+        tokio::time::sleep(S).await;
+        assert!(
+            stop.is_closed(),
+            "the shutdown future is dropped once leading"
+        );
+        let _ = stop.send(());
+        tokio::time::sleep(20 * S).await;
+        assert!(!task.is_finished(), "the leader keeps running");
+        done.send(()).unwrap();
+        assert_eq!(task.await.unwrap().unwrap(), LeaderOutcome::RunCompleted);
     }
 
     #[tokio::test(start_paused = true)]
