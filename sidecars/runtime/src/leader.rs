@@ -39,7 +39,7 @@
 //!   [`LeaderOutcome::Lost`]; [`run_with_leader_election_or_exit`] then logs
 //!   "Stopped leading" and exits 1 like csi-lib-utils. A standby stops
 //!   trying on SIGTERM/SIGINT ([`LeaderOutcome::ShutdownWhileStandby`]) and the
-//!   process exits 0, where client-go's standby waits for SIGKILL.
+//!   process exits 0 (see [`run_with_leader_election`]).
 //! * **Labels**: `--leader-election-labels` are written on every create/update,
 //!   i.e. while this replica holds the Lease.
 //! * **Events**: `LeaderElection` Normal events "`<identity>` became leader" /
@@ -726,9 +726,12 @@ async fn record_event(
 /// watch. `run` should spawn CPU-heavy work rather than block its poll, or
 /// renewals are delayed.
 ///
-/// client-go's `leaderelection.RunOrDie` under csi-lib-utils keeps a standby
-/// in its acquire loop until the kubelet's SIGKILL; stopping on the signal
-/// instead ends a standby's termination at once, with nothing to clean up.
+/// Upstream's standby sits in client-go's `RunOrDie` acquire loop; with no
+/// SIGTERM handler installed (the default, without the
+/// `ReleaseLeaderElectionOnExit` gate) Go's runtime lets the signal kill the
+/// process at once. Here the signal is caught (the HTTP server and the
+/// controllers watch it), so the standby has to stop on it itself, or it
+/// would wait for the kubelet's SIGKILL; it has nothing to clean up.
 ///
 /// Errors: [`Error::LeaderElectionConfig`] for invalid timings; API failures
 /// are logged and retried, never returned.
