@@ -8,10 +8,12 @@
 //! * `snapshot.storage.k8s.io/v1` in [`snapshot::v1`]: [`VolumeSnapshot`],
 //!   [`VolumeSnapshotContent`] and [`VolumeSnapshotClass`], the stored and
 //!   only served version.
-//! * `groupsnapshot.storage.k8s.io/v1beta2` in [`groupsnapshot::v1beta2`]:
-//!   [`VolumeGroupSnapshot`], [`VolumeGroupSnapshotContent`] and
-//!   [`VolumeGroupSnapshotClass`], the stored version of the group snapshot
-//!   CRDs.
+//! * `groupsnapshot.storage.k8s.io/v1` in [`groupsnapshot::v1`] and
+//!   `groupsnapshot.storage.k8s.io/v1beta2` in [`groupsnapshot::v1beta2`]:
+//!   VolumeGroupSnapshot, VolumeGroupSnapshotContent and
+//!   VolumeGroupSnapshotClass. v8.6.0's controllers use `v1`; its CRDs store
+//!   `v1beta2`, the newest version older CRDs (v8.4, v8.5) serve. The two
+//!   schemas are the same.
 //!
 //! Each root type is a `kube` custom resource (`kube::Resource`,
 //! `kube::CustomResourceExt`, `schemars::JsonSchema`), so `kube::Api<T>`
@@ -33,7 +35,4 @@
 pub mod groupsnapshot;
 pub mod snapshot;
 
-pub use groupsnapshot::v1beta2::{
-    VolumeGroupSnapshot, VolumeGroupSnapshotClass, VolumeGroupSnapshotContent,
-};
 pub use snapshot::v1::{VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent};

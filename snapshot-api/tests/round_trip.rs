@@ -6,12 +6,27 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use snapshot_api::groupsnapshot::v1beta2;
+use snapshot_api::groupsnapshot::{v1 as group_v1, v1beta2 as group_v1beta2};
 use snapshot_api::snapshot::v1::{self, DeletionPolicy};
-use snapshot_api::{
-    VolumeGroupSnapshot, VolumeGroupSnapshotClass, VolumeGroupSnapshotContent, VolumeSnapshot,
-    VolumeSnapshotClass, VolumeSnapshotContent,
-};
+use snapshot_api::{VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent};
+
+/// Runs `$body` once with `$api` naming `groupsnapshot::v1` and `$version`
+/// = `"v1"`, once with `groupsnapshot::v1beta2` and `"v1beta2"`: the two
+/// versions have the same shape, and each must keep every field.
+macro_rules! each_group_version {
+    (|$api:ident, $version:ident| $body:block) => {{
+        {
+            use snapshot_api::groupsnapshot::v1 as $api;
+            let $version = "groupsnapshot.storage.k8s.io/v1";
+            $body
+        }
+        {
+            use snapshot_api::groupsnapshot::v1beta2 as $api;
+            let $version = "groupsnapshot.storage.k8s.io/v1beta2";
+            $body
+        }
+    }};
+}
 
 /// Parses `value` as `T`, serialises it again and compares; returns the
 /// typed object for further checks.
@@ -200,122 +215,152 @@ fn deletion_policy_rejects_values_outside_the_enum() {
 
 #[test]
 fn volume_group_snapshot_full() {
-    let group: VolumeGroupSnapshot = round_trip(json!({
-        "apiVersion": "groupsnapshot.storage.k8s.io/v1beta2",
-        "kind": "VolumeGroupSnapshot",
-        "metadata": metadata("group-1", Some("apps")),
-        "spec": {
-            "source": {
-                "selector": {
-                    "matchLabels": {"app.kubernetes.io/name": "postgresql"},
-                    "matchExpressions": [
-                        {"key": "tier", "operator": "In", "values": ["db", "cache"]},
-                        {"key": "scratch", "operator": "DoesNotExist"},
-                    ],
+    each_group_version!(|api, version| {
+        let group: api::VolumeGroupSnapshot = round_trip(json!({
+            "apiVersion": version,
+            "kind": "VolumeGroupSnapshot",
+            "metadata": metadata("group-1", Some("apps")),
+            "spec": {
+                "source": {
+                    "selector": {
+                        "matchLabels": {"app.kubernetes.io/name": "postgresql"},
+                        "matchExpressions": [
+                            {"key": "tier", "operator": "In", "values": ["db", "cache"]},
+                            {"key": "scratch", "operator": "DoesNotExist"},
+                        ],
+                    },
                 },
+                "volumeGroupSnapshotClassName": "group-fast",
             },
-            "volumeGroupSnapshotClassName": "group-fast",
-        },
-        "status": {
-            "boundVolumeGroupSnapshotContentName": "groupsnapcontent-1",
-            "creationTime": "2026-03-01T10:00:03Z",
-            "readyToUse": true,
-            "error": error(),
-        },
-    }));
-    let selector = group.spec.source.selector.expect("selector");
-    assert_eq!(selector.match_expressions.expect("expressions").len(), 2);
+            "status": {
+                "boundVolumeGroupSnapshotContentName": "groupsnapcontent-1",
+                "creationTime": "2026-03-01T10:00:03Z",
+                "readyToUse": true,
+                "error": error(),
+            },
+        }));
+        let selector = group.spec.source.selector.expect("selector");
+        assert_eq!(selector.match_expressions.expect("expressions").len(), 2);
+    });
 }
 
 #[test]
 fn volume_group_snapshot_static_source() {
-    let group: VolumeGroupSnapshot = round_trip(json!({
-        "apiVersion": "groupsnapshot.storage.k8s.io/v1beta2",
-        "kind": "VolumeGroupSnapshot",
-        "metadata": {"name": "group-2", "namespace": "apps"},
-        "spec": {"source": {"volumeGroupSnapshotContentName": "pre-existing-group"}},
-    }));
-    assert!(group.spec.source.selector.is_none());
+    each_group_version!(|api, version| {
+        let group: api::VolumeGroupSnapshot = round_trip(json!({
+            "apiVersion": version,
+            "kind": "VolumeGroupSnapshot",
+            "metadata": {"name": "group-2", "namespace": "apps"},
+            "spec": {"source": {"volumeGroupSnapshotContentName": "pre-existing-group"}},
+        }));
+        assert!(group.spec.source.selector.is_none());
+    });
 }
 
 #[test]
 fn volume_group_snapshot_content_full() {
-    let content: VolumeGroupSnapshotContent = round_trip(json!({
-        "apiVersion": "groupsnapshot.storage.k8s.io/v1beta2",
-        "kind": "VolumeGroupSnapshotContent",
-        "metadata": metadata("groupsnapcontent-1", None),
-        "spec": {
-            "volumeGroupSnapshotRef": {
-                "apiVersion": "groupsnapshot.storage.k8s.io/v1beta2",
-                "kind": "VolumeGroupSnapshot",
-                "name": "group-1",
-                "namespace": "apps",
-                "uid": "1f2e3d4c-0000-4000-8000-000000000001",
-                "resourceVersion": "12",
-                "fieldPath": "spec",
-            },
-            "deletionPolicy": "Delete",
-            "driver": "hostpath.csi.k8s.io",
-            "volumeGroupSnapshotClassName": "group-fast",
-            "source": {"volumeHandles": ["vol-1", "vol-2"]},
-        },
-        "status": {
-            "volumeGroupSnapshotHandle": "group-handle-1",
-            "creationTime": "2026-03-01T10:00:03Z",
-            "readyToUse": true,
-            "error": error(),
-            "volumeSnapshotInfoList": [
-                {
-                    "volumeHandle": "vol-1",
-                    "snapshotHandle": "snap-handle-1",
-                    "creationTime": 1_772_359_203_000_000_000_i64,
-                    "readyToUse": true,
-                    "restoreSize": 1_073_741_824,
+    each_group_version!(|api, version| {
+        let content: api::VolumeGroupSnapshotContent = round_trip(json!({
+            "apiVersion": version,
+            "kind": "VolumeGroupSnapshotContent",
+            "metadata": metadata("groupsnapcontent-1", None),
+            "spec": {
+                "volumeGroupSnapshotRef": {
+                    "apiVersion": version,
+                    "kind": "VolumeGroupSnapshot",
+                    "name": "group-1",
+                    "namespace": "apps",
+                    "uid": "1f2e3d4c-0000-4000-8000-000000000001",
+                    "resourceVersion": "12",
+                    "fieldPath": "spec",
                 },
-                {"volumeHandle": "vol-2", "snapshotHandle": "snap-handle-2"},
-            ],
-        },
-    }));
-    let infos = content
-        .status
-        .and_then(|s| s.volume_snapshot_info_list)
-        .expect("info list");
-    assert_eq!(infos[1].snapshot_handle.as_deref(), Some("snap-handle-2"));
+                "deletionPolicy": "Delete",
+                "driver": "hostpath.csi.k8s.io",
+                "volumeGroupSnapshotClassName": "group-fast",
+                "source": {"volumeHandles": ["vol-1", "vol-2"]},
+            },
+            "status": {
+                "volumeGroupSnapshotHandle": "group-handle-1",
+                "creationTime": "2026-03-01T10:00:03Z",
+                "readyToUse": true,
+                "error": error(),
+                "volumeSnapshotInfoList": [
+                    {
+                        "volumeHandle": "vol-1",
+                        "snapshotHandle": "snap-handle-1",
+                        "creationTime": 1_772_359_203_000_000_000_i64,
+                        "readyToUse": true,
+                        "restoreSize": 1_073_741_824,
+                    },
+                    {"volumeHandle": "vol-2", "snapshotHandle": "snap-handle-2"},
+                ],
+            },
+        }));
+        let infos = content
+            .status
+            .and_then(|s| s.volume_snapshot_info_list)
+            .expect("info list");
+        assert_eq!(infos[1].snapshot_handle.as_deref(), Some("snap-handle-2"));
+    });
 }
 
 #[test]
 fn volume_group_snapshot_content_static_source() {
-    let content: VolumeGroupSnapshotContent = round_trip(json!({
-        "apiVersion": "groupsnapshot.storage.k8s.io/v1beta2",
-        "kind": "VolumeGroupSnapshotContent",
-        "metadata": {"name": "pre-existing-group"},
-        "spec": {
-            "volumeGroupSnapshotRef": {"name": "group-2", "namespace": "apps"},
-            "deletionPolicy": "Retain",
-            "driver": "hostpath.csi.k8s.io",
-            "source": {
-                "groupSnapshotHandles": {
-                    "volumeGroupSnapshotHandle": "group-handle-2",
-                    "volumeSnapshotHandles": ["snap-a", "snap-b"],
+    each_group_version!(|api, version| {
+        let content: api::VolumeGroupSnapshotContent = round_trip(json!({
+            "apiVersion": version,
+            "kind": "VolumeGroupSnapshotContent",
+            "metadata": {"name": "pre-existing-group"},
+            "spec": {
+                "volumeGroupSnapshotRef": {"name": "group-2", "namespace": "apps"},
+                "deletionPolicy": "Retain",
+                "driver": "hostpath.csi.k8s.io",
+                "source": {
+                    "groupSnapshotHandles": {
+                        "volumeGroupSnapshotHandle": "group-handle-2",
+                        "volumeSnapshotHandles": ["snap-a", "snap-b"],
+                    },
                 },
             },
-        },
-    }));
-    let handles = content.spec.source.group_snapshot_handles.expect("handles");
-    assert_eq!(handles.volume_snapshot_handles, ["snap-a", "snap-b"]);
+        }));
+        let handles = content.spec.source.group_snapshot_handles.expect("handles");
+        assert_eq!(handles.volume_snapshot_handles, ["snap-a", "snap-b"]);
+    });
 }
 
 #[test]
 fn volume_group_snapshot_class_full() {
-    let class: VolumeGroupSnapshotClass = round_trip(json!({
+    each_group_version!(|api, version| {
+        let class: api::VolumeGroupSnapshotClass = round_trip(json!({
+            "apiVersion": version,
+            "kind": "VolumeGroupSnapshotClass",
+            "metadata": metadata("group-fast", None),
+            "driver": "hostpath.csi.k8s.io",
+            "parameters": {"consistency": "crash"},
+            "deletionPolicy": "Delete",
+        }));
+        assert_eq!(class.spec.deletion_policy, DeletionPolicy::Delete);
+    });
+}
+
+/// The root types do not check `apiVersion` when reading; they always
+/// write their own. An object read in one group snapshot version is
+/// written back in the type's version, which is lossless only because the
+/// two schemas are the same.
+#[test]
+fn the_root_type_writes_its_own_api_version() {
+    let v1beta2_object = json!({
         "apiVersion": "groupsnapshot.storage.k8s.io/v1beta2",
         "kind": "VolumeGroupSnapshotClass",
-        "metadata": metadata("group-fast", None),
-        "driver": "hostpath.csi.k8s.io",
-        "parameters": {"consistency": "crash"},
+        "metadata": {"name": "c"},
+        "driver": "d",
         "deletionPolicy": "Delete",
-    }));
-    assert_eq!(class.spec.deletion_policy, DeletionPolicy::Delete);
+    });
+    let as_v1: group_v1::VolumeGroupSnapshotClass =
+        serde_json::from_value(v1beta2_object.clone()).unwrap();
+    let mut expected = v1beta2_object;
+    expected["apiVersion"] = json!("groupsnapshot.storage.k8s.io/v1");
+    assert_eq!(serde_json::to_value(&as_v1).unwrap(), expected);
 }
 
 /// A required field missing is an error, not a default.
@@ -336,7 +381,11 @@ fn api_version_constants_match_the_types() {
     use kube::Resource;
     assert_eq!(VolumeSnapshot::api_version(&()), v1::API_VERSION);
     assert_eq!(
-        VolumeGroupSnapshotContent::api_version(&()),
-        v1beta2::API_VERSION
+        group_v1beta2::VolumeGroupSnapshotContent::api_version(&()),
+        group_v1beta2::API_VERSION
+    );
+    assert_eq!(
+        group_v1::VolumeGroupSnapshotContent::api_version(&()),
+        group_v1::API_VERSION
     );
 }

@@ -13,10 +13,8 @@ use std::path::PathBuf;
 
 use kube::CustomResourceExt;
 use serde_json::Value;
-use snapshot_api::{
-    VolumeGroupSnapshot, VolumeGroupSnapshotClass, VolumeGroupSnapshotContent, VolumeSnapshot,
-    VolumeSnapshotClass, VolumeSnapshotContent,
-};
+use snapshot_api::groupsnapshot::{v1 as group_v1, v1beta2 as group_v1beta2};
+use snapshot_api::{VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent};
 
 /// One of our types, the upstream manifest it models and the version.
 struct Case {
@@ -48,17 +46,32 @@ fn cases() -> Vec<Case> {
         Case {
             file: "groupsnapshot.storage.k8s.io_volumegroupsnapshots.yaml",
             version: "v1beta2",
-            ours: crd(VolumeGroupSnapshot::crd()),
+            ours: crd(group_v1beta2::VolumeGroupSnapshot::crd()),
         },
         Case {
             file: "groupsnapshot.storage.k8s.io_volumegroupsnapshotcontents.yaml",
             version: "v1beta2",
-            ours: crd(VolumeGroupSnapshotContent::crd()),
+            ours: crd(group_v1beta2::VolumeGroupSnapshotContent::crd()),
         },
         Case {
             file: "groupsnapshot.storage.k8s.io_volumegroupsnapshotclasses.yaml",
             version: "v1beta2",
-            ours: crd(VolumeGroupSnapshotClass::crd()),
+            ours: crd(group_v1beta2::VolumeGroupSnapshotClass::crd()),
+        },
+        Case {
+            file: "groupsnapshot.storage.k8s.io_volumegroupsnapshots.yaml",
+            version: "v1",
+            ours: crd(group_v1::VolumeGroupSnapshot::crd()),
+        },
+        Case {
+            file: "groupsnapshot.storage.k8s.io_volumegroupsnapshotcontents.yaml",
+            version: "v1",
+            ours: crd(group_v1::VolumeGroupSnapshotContent::crd()),
+        },
+        Case {
+            file: "groupsnapshot.storage.k8s.io_volumegroupsnapshotclasses.yaml",
+            version: "v1",
+            ours: crd(group_v1::VolumeGroupSnapshotClass::crd()),
         },
     ]
 }
@@ -232,7 +245,7 @@ fn every_upstream_property_exists_in_ours_with_its_type() {
         all.extend(out.into_iter().map(|d| format!("{}: {d}", case.file)));
         compared += 1;
     }
-    assert_eq!(compared, 6);
+    assert_eq!(compared, 9);
     assert!(all.is_empty(), "schema differences:\n{}", all.join("\n"));
 }
 
