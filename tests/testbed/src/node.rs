@@ -3,6 +3,7 @@
 //! nodes of the `$KUBECONFIG` cluster.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node as KubeNode, Pod};
@@ -64,6 +65,7 @@ pub struct Node<'a> {
     pod_logs: Option<PathBuf>,
     started_in: Duration,
     local: Option<LocalNode>,
+    drop_report: Arc<Mutex<Option<TeardownReport>>>,
 }
 
 /// A CSI driver pod on a [`Node`].
@@ -207,6 +209,7 @@ impl Testbed {
             kubelet_root: paths.kubelet_root.clone(),
             pod_logs: Some(paths.pod_logs.clone()),
             started_in: Duration::ZERO,
+            drop_report: Arc::default(),
             local: Some(LocalNode {
                 paths: paths.clone(),
                 bin_dir: self.bin_dir().to_path_buf(),
@@ -376,6 +379,7 @@ impl Testbed {
             pod_logs: None,
             started_in: Duration::ZERO,
             local: None,
+            drop_report: Arc::default(),
         })
     }
 }
@@ -400,6 +404,12 @@ impl Node<'_> {
     /// Ready (local mode; zero in external mode).
     pub fn started_in(&self) -> Duration {
         self.started_in
+    }
+
+    /// Where dropping the node without [`Node::teardown`] (a panic, an early
+    /// return) leaves its teardown report, for tests of that path.
+    pub fn drop_report(&self) -> Arc<Mutex<Option<TeardownReport>>> {
+        self.drop_report.clone()
     }
 
     /// The kubelet's log file (local mode).
@@ -578,7 +588,10 @@ impl Drop for Node<'_> {
             // with its own runtime, since this one may be blocked here.
             let report = std::thread::spawn(move || node_teardown::run(local)).join();
             match report {
-                Ok(r) => eprintln!("{r}"),
+                Ok(r) => {
+                    eprintln!("{r}");
+                    *self.drop_report.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                }
                 Err(_) => eprintln!("csi-testbed: node teardown panicked"),
             }
         }
