@@ -56,7 +56,8 @@ pub(crate) struct LocalNode {
 /// [`Testbed`].
 ///
 /// External mode (`$KUBECONFIG`): a Ready node of that cluster; nothing is
-/// started and teardown only deletes the pods the test created there.
+/// started, so teardown has nothing to undo (the test deletes what it
+/// created there).
 #[derive(Debug)]
 pub struct Node<'a> {
     tb: &'a Testbed,
