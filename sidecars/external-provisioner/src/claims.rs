@@ -690,7 +690,15 @@ pub(crate) fn claim_error_policy(
     err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    let delay = ctx.backoff.next_delay(&claim_key(&pvc));
+    // A final error cannot go away before the object changes (which the
+    // watch reports at once), so it is retried at the slow end of the
+    // ladder rather than climbing it from 1 s, each step costing reads and
+    // events.
+    let delay = if err.is_final() {
+        ctx.slow_retry
+    } else {
+        ctx.backoff.next_delay(&claim_key(&pvc))
+    };
     // A conflict is routine: the watch brings the new version sooner than
     // the delay.
     let routine = matches!(err, Error::Conflict(_));

@@ -76,7 +76,10 @@ pub enum Error {
 }
 
 impl Error {
-    /// `true` when retrying with the same inputs cannot succeed.
+    /// `true` when retrying with the same inputs cannot succeed: the claim
+    /// and volume error policies then retry after `--retry-interval-max`
+    /// (or on the object's next change) instead of backing off from
+    /// `--retry-interval-start`.
     pub fn is_final(&self) -> bool {
         matches!(
             self,

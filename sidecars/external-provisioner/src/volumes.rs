@@ -331,7 +331,15 @@ pub(crate) fn volume_error_policy(
     err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    let delay = ctx.backoff.next_delay(&volume_key(&pv));
+    // A final error cannot go away before the object changes (which the
+    // watch reports at once), so it is retried at the slow end of the
+    // ladder rather than climbing it from 1 s, each step costing reads and
+    // events.
+    let delay = if err.is_final() {
+        ctx.slow_retry
+    } else {
+        ctx.backoff.next_delay(&volume_key(&pv))
+    };
     ctx.volumes_queue
         .retry_after_error(pv.as_ref(), delay, false, err)
 }

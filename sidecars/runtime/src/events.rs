@@ -274,6 +274,15 @@ impl EventQueue {
     /// Queue depth, as client-go's `maxQueuedEvents`.
     pub const DEPTH: usize = 1000;
 
+    /// Writes of one event before it is dropped, as client-go's
+    /// `maxTriesPerEvent`. Only transient failures ([`Error::is_final`]
+    /// false: 409, 429, 5xx, no answer) are retried; a final one (403
+    /// because RBAC grants no events, 422) drops the event at once.
+    pub const MAX_TRIES: u32 = 12;
+
+    /// Pause between tries, as client-go's broadcaster `sleepDuration`.
+    pub const RETRY_INTERVAL: Duration = Duration::from_secs(10);
+
     /// Starts the writer task on the current runtime.
     pub fn start(recorder: EventRecorder) -> Self {
         Self::spawn(recorder, None)
@@ -296,11 +305,26 @@ impl EventQueue {
             tokio::sync::mpsc::channel::<(ObjectReference, EventType, String, String)>(Self::DEPTH);
         tokio::spawn(async move {
             while let Some((obj, type_, reason, message)) = rx.recv().await {
-                if let Some(b) = &budget {
-                    b.acquire_spare().await;
-                }
-                if let Err(e) = recorder.publish(&obj, type_, &reason, &message).await {
-                    tracing::warn!(error = %e, reason = %reason, "failed to record event");
+                for attempt in 1..=Self::MAX_TRIES {
+                    if let Some(b) = &budget {
+                        b.acquire_spare().await;
+                    }
+                    let Err(e) = recorder.publish(&obj, type_, &reason, &message).await else {
+                        break;
+                    };
+                    if e.is_final() || attempt == Self::MAX_TRIES {
+                        tracing::warn!(error = %e, reason = %reason, attempt, "failed to record event, dropping it");
+                        break;
+                    }
+                    tracing::debug!(error = %e, reason = %reason, attempt, "failed to record event, will retry");
+                    // client-go spreads the first retry over the interval so
+                    // that many writers do not retry in step.
+                    let wait = if attempt == 1 {
+                        Self::RETRY_INTERVAL.mul_f64(rand::random::<f64>())
+                    } else {
+                        Self::RETRY_INTERVAL
+                    };
+                    tokio::time::sleep(wait).await;
                 }
             }
         });
@@ -425,6 +449,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(fake.objects("/api/v1/namespaces/default/events/").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_retries_transient_failures_and_drops_final_ones() {
+        let fake = FakeApi::default();
+        fake.fail_all(503);
+        let queue = EventQueue::start(EventRecorder::new(fake.client(), "c"));
+        queue.send(&pvc(), EventType::Normal, "Transient", "m");
+        tokio::time::sleep(EventQueue::RETRY_INTERVAL * 2).await;
+        let tries = fake.requests_with_method("POST");
+        assert!(tries >= 2, "a 503 is retried: {tries} tries");
+        assert!(fake.objects("/api/v1/namespaces/ns1/events/").is_empty());
+        fake.heal();
+        tokio::time::sleep(EventQueue::RETRY_INTERVAL * 2).await;
+        assert_eq!(fake.objects("/api/v1/namespaces/ns1/events/").len(), 1);
+
+        fake.fail_all(403);
+        let before = fake.requests_with_method("POST");
+        queue.send(&pvc(), EventType::Normal, "Final", "other");
+        tokio::time::sleep(EventQueue::RETRY_INTERVAL * 3).await;
+        assert_eq!(fake.requests_with_method("POST"), before + 1, "a 403 is not retried");
     }
 
     #[tokio::test]

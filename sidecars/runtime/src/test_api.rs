@@ -135,6 +135,11 @@ impl FakeApi {
         self.0.lock().unwrap().fail_all = Some(code);
     }
 
+    /// Undoes [`FakeApi::fail_all`].
+    pub fn heal(&self) {
+        self.0.lock().unwrap().fail_all = None;
+    }
+
     pub fn requests_with_method(&self, m: &str) -> usize {
         let st = self.0.lock().unwrap();
         st.requests
