@@ -50,6 +50,12 @@ pub(crate) async fn reconcile_volume(
 ) -> Result<Action, Error> {
     let _work = ctx.volumes_queue.start(pv.as_ref());
     let uid = pv.uid().unwrap_or_default();
+    if ctx.own_writes.is_finished(&uid) {
+        // This process deleted the volume, the PV and its finalizer: what
+        // the cache still shows (another controller's last edit before the
+        // PV goes) needs nothing from us.
+        return Ok(Action::await_change());
+    }
     if ctx
         .own_writes
         .is_stale(&uid, pv.resource_version().as_deref())
@@ -153,6 +159,7 @@ pub(crate) async fn reconcile_volume(
                 ctx.metrics.delete_failed(&class_name);
                 return Err(e);
             }
+            ctx.own_writes.finished(&uid);
             ctx.metrics.deleted(&class_name, started.elapsed());
             if let Some(t) = &ctx.capacity_trigger {
                 t.notify_one();

@@ -43,6 +43,7 @@ pub struct OwnWrites {
 struct Inner {
     replaced: HashMap<String, (Vec<String>, Instant)>,
     created: HashMap<String, Instant>,
+    finished: HashMap<String, Instant>,
 }
 
 impl Default for OwnWrites {
@@ -136,10 +137,37 @@ impl OwnWrites {
         self.lock().created.remove(key);
     }
 
-    /// Entries held (replaced + created), for tests and diagnostics.
+    /// Records that this process is done with the object `key` for good:
+    /// it deleted the object and released its own hold on it (a PV whose
+    /// volume, object and finalizer it removed). Every version the cache
+    /// still shows is older than that, whoever wrote it: the
+    /// pv-protection controller dropping its finalizer after our delete
+    /// writes a version that still lists ours, which [`is_stale`] would take
+    /// for the cache having caught up.
+    ///
+    /// [`is_stale`]: OwnWrites::is_stale
+    pub fn finished(&self, key: &str) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let ttl = self.ttl;
+        inner.finished.retain(|_, at| now.duration_since(*at) < ttl);
+        inner.finished.insert(key.to_string(), now);
+    }
+
+    /// `true` when [`finished`](OwnWrites::finished) was recorded for `key`
+    /// within the TTL: nothing is left to do for any version of it.
+    pub fn is_finished(&self, key: &str) -> bool {
+        self.lock()
+            .finished
+            .get(key)
+            .is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    /// Entries held (replaced + created + finished), for tests and
+    /// diagnostics.
     pub fn len(&self) -> usize {
         let inner = self.lock();
-        inner.replaced.len() + inner.created.len()
+        inner.replaced.len() + inner.created.len() + inner.finished.len()
     }
 
     /// `true` when nothing is held.
@@ -151,6 +179,27 @@ impl OwnWrites {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finished_object_stays_finished_whatever_version_shows_up() {
+        let w = OwnWrites::default();
+        assert!(!w.is_finished("uid-1"));
+        w.replaced("uid-1", Some("5"));
+        w.finished("uid-1");
+        // Another controller's write after ours: not one we replaced, so
+        // is_stale says the cache caught up; the object is still finished.
+        assert!(!w.is_stale("uid-1", Some("7")));
+        assert!(w.is_finished("uid-1"));
+        assert!(!w.is_finished("uid-2"));
+    }
+
+    #[test]
+    fn finished_entries_expire() {
+        let w = OwnWrites::new(Duration::from_millis(1));
+        w.finished("uid-1");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!w.is_finished("uid-1"));
+    }
 
     #[test]
     fn a_replaced_version_is_stale_until_the_cache_moves_on() {
