@@ -14,6 +14,8 @@
 //! * [`gofmt`]: Go's `%q` and client-go's API error text, for messages that
 //!   must read like upstream's.
 //! * [`migration`]: CSI migration of in-tree volumes (csi-translation-lib).
+//! * [`plain_http`]: a hyper-only HTTP/1.1 server for the node sidecars'
+//!   one or two routes.
 //! * [`shutdown`]: resolves on SIGTERM or SIGINT.
 //! * [`own_writes`]: read-your-own-writes over watch caches, so a controller
 //!   does not act again on a version it has already replaced.
@@ -34,6 +36,7 @@ pub mod leader;
 pub mod logging;
 pub mod migration;
 pub mod own_writes;
+pub mod plain_http;
 pub mod process_metrics;
 pub mod shutdown;
 #[cfg(test)]
