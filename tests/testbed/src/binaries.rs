@@ -21,6 +21,18 @@ pub const CORE_BINARIES: [&str; 5] = [
     "csi-testdriver",
 ];
 
+/// The binaries of `build.sh`'s `node` set (a kubelet node's own programs
+/// and those packed into its images).
+pub const NODE_BINARIES: [&str; 7] = [
+    "kubelet",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "csi-registrar",
+    "pause",
+    "csi-testdriver",
+];
+
 /// The workspace root, derived from this crate's manifest directory at
 /// compile time (`<root>/tests/testbed`).
 pub fn repo_root() -> PathBuf {
@@ -35,7 +47,12 @@ pub fn build_script() -> PathBuf {
 
 /// The shell command that builds the core binaries, for error messages.
 pub fn build_command() -> String {
-    format!("bash {} core", build_script().display())
+    set_build_command("core")
+}
+
+/// The shell command that builds `set` (`core`, `node`, ...).
+pub(crate) fn set_build_command(set: &str) -> String {
+    format!("bash {} {set}", build_script().display())
 }
 
 /// Finds the binary directory and checks that every name in `required` is an
@@ -49,33 +66,42 @@ pub fn build_command() -> String {
 /// Errors: [`Error::Build`] if the script cannot run or fails,
 /// [`Error::MissingBinary`] naming the first missing binary.
 pub async fn locate(required: &[&str]) -> Result<PathBuf> {
+    locate_set("core", required).await
+}
+
+/// [`locate`] for `build.sh`'s set `set`.
+pub(crate) async fn locate_set(set: &str, required: &[&str]) -> Result<PathBuf> {
     let dir = match std::env::var(BIN_ENV) {
         Ok(d) if !d.is_empty() => PathBuf::from(d),
-        _ => run_build_script().await?,
+        _ => run_build_script(set).await?,
     };
-    check_binaries(&dir, required)?;
+    check_binaries_for(&dir, required, set)?;
     Ok(dir)
 }
 
 /// Checks that every name in `required` is a file in `dir`.
 pub(crate) fn check_binaries(dir: &Path, required: &[&str]) -> Result<()> {
+    check_binaries_for(dir, required, "core")
+}
+
+fn check_binaries_for(dir: &Path, required: &[&str], set: &str) -> Result<()> {
     for name in required {
         if !dir.join(name).is_file() {
             return Err(Error::MissingBinary {
                 name: name.to_string(),
                 dir: dir.to_path_buf(),
-                command: build_command(),
+                command: set_build_command(set),
             });
         }
     }
     Ok(())
 }
 
-async fn run_build_script() -> Result<PathBuf> {
-    let command = build_command();
+async fn run_build_script(set: &str) -> Result<PathBuf> {
+    let command = set_build_command(set);
     let mut child = tokio::process::Command::new("bash")
         .arg(build_script())
-        .arg("core")
+        .arg(set)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -33,6 +33,26 @@ pub enum Error {
         command: String,
     },
 
+    /// Something the node needs from the host is missing: a Debian package's
+    /// file or a program on PATH.
+    #[error(
+        "host: {what} is missing ({path}); install the Debian package `{package}` \
+         (`apt-get install -y {package}`, as .ci/run does)"
+    )]
+    HostPrerequisite {
+        /// What the node needs it for, e.g. `runc`.
+        what: String,
+        /// The file or program looked for.
+        path: String,
+        /// The Debian package that provides it.
+        package: String,
+    },
+
+    /// The node could not be torn down completely: the host differs from
+    /// its state before the node started.
+    #[error("node teardown left host changes:\n{0}")]
+    Teardown(String),
+
     /// A child process could not be spawned.
     #[error("start {process}: {source}")]
     Start {

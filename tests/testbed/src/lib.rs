@@ -18,6 +18,15 @@
 //! [`Testbed::service_account_kubeconfig`] so they run under upstream's RBAC
 //! (see `manifests/` and [`Testbed::apply_manifest`]).
 //!
+//! **A real node** ([`Testbed::start_node`], with
+//! [`TestbedOptions::with_node`]): a kubelet from the pinned
+//! `k8s.io/kubernetes` and containerd from its Go module (`build.sh node`),
+//! runc and the CNI plugins from Debian, our static binaries packed into
+//! OCI images and imported (never pulled). One node per machine (file
+//! lock); its teardown undoes every host change and compares the host
+//! state before and after. With `$KUBECONFIG`, the cluster's own nodes are
+//! used instead.
+//!
 //! Missing binaries make [`Testbed::start`] fail with the command that
 //! builds them: tests fail, they never skip. Every child writes to
 //! `<run dir>/logs/<name>.log`; [`Testbed::run_test`] prints those logs when
@@ -29,16 +38,22 @@ mod control_plane;
 mod delay_proxy;
 mod driver;
 mod error;
+mod host_state;
 mod kubeconfig;
 mod logs;
 mod manifest;
+mod node;
+mod node_config;
+mod node_images;
+mod node_lock;
+mod node_teardown;
 mod pki;
 mod process;
 mod restart;
 mod snapshot_crds;
 mod testbed;
 
-pub use binaries::{BIN_ENV, CORE_BINARIES, build_command, build_script, repo_root};
+pub use binaries::{BIN_ENV, CORE_BINARIES, NODE_BINARIES, build_command, build_script, repo_root};
 pub use cluster::{CONTROLLER_MANAGED_ATTACH, TOKEN_EXPIRATION_SECONDS};
 pub use control_plane::CONTROLLERS;
 pub use delay_proxy::DelayProxy;
@@ -46,9 +61,17 @@ pub use driver::{
     DEFAULT_DRIVER_NAME, DRIVER_READY_TIMEOUT, DriverHandle, DriverOptions, wait_for_socket,
 };
 pub use error::{Error, Result};
+pub use host_state::{HostState, WATCHED_PATHS, WATCHED_SYSCTLS};
 pub use kubeconfig::CONTEXT_NAME;
 pub use logs::{DUMP_LINES, tail_file};
 pub use manifest::{parse_documents, substitute};
+pub use node::{DEFAULT_KUBELET_ROOT, DRIVER_POD_LABEL, NODE_READY_TIMEOUT, Node, NodeDriver};
+pub use node_config::{
+    BRIDGE, DRIVER_IMAGE, NODE_IP, NODE_NAME, NodePaths, PAUSE_IMAGE, POD_SUBNET, REGISTRAR_IMAGE,
+};
+pub use node_images::NODE_IMAGES;
+pub use node_lock::{NODE_LOCK_PATH, NodeLock};
+pub use node_teardown::TeardownReport;
 pub use pki::ADMIN_USER;
 pub use process::{ProcessHandle, STOP_GRACE};
 pub use snapshot_crds::{

@@ -32,6 +32,12 @@ pub struct Pki {
     pub admin_cert: PathBuf,
     /// Private key of the admin certificate (`admin.key`).
     pub admin_key: PathBuf,
+    /// The node's kubelet client certificate (`kubelet.crt`): CN
+    /// `system:node:<NODE_NAME>`, O `system:nodes`, as the Node authorizer
+    /// expects. Unused unless the test bed runs a node.
+    pub kubelet_cert: PathBuf,
+    /// Private key of the kubelet certificate (`kubelet.key`).
+    pub kubelet_key: PathBuf,
     /// Service-account token signing key (`sa.key`, PKCS#8 PEM) for
     /// `--service-account-signing-key-file`.
     pub sa_key: PathBuf,
@@ -109,6 +115,27 @@ impl Pki {
             .signed_by(&admin_key, &issuer)
             .map_err(|e| pki_err("admin certificate", e))?;
 
+        // The node's kubelet identity (cheap enough to make on every start).
+        let kubelet_key = KeyPair::generate().map_err(|e| pki_err("kubelet key", e))?;
+        let mut kubelet = CertificateParams::new(Vec::<String>::new())
+            .map_err(|e| pki_err("kubelet params", e))?;
+        kubelet
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:nodes");
+        kubelet.distinguished_name.push(
+            DnType::CommonName,
+            format!("system:node:{}", crate::node_config::NODE_NAME),
+        );
+        kubelet.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        kubelet.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        kubelet.use_authority_key_identifier_extension = true;
+        let kubelet_cert = kubelet
+            .signed_by(&kubelet_key, &issuer)
+            .map_err(|e| pki_err("kubelet certificate", e))?;
+
         // Service-account token signing pair.
         let sa_key = KeyPair::generate().map_err(|e| pki_err("service-account key", e))?;
 
@@ -119,6 +146,8 @@ impl Pki {
             serving_key: dir.join("serving.key"),
             admin_cert: dir.join("admin.crt"),
             admin_key: dir.join("admin.key"),
+            kubelet_cert: dir.join("kubelet.crt"),
+            kubelet_key: dir.join("kubelet.key"),
             sa_key: dir.join("sa.key"),
             sa_pub: dir.join("sa.pub"),
         };
@@ -128,6 +157,8 @@ impl Pki {
             (&pki.serving_key, serving_key.serialize_pem()),
             (&pki.admin_cert, admin_cert.pem()),
             (&pki.admin_key, admin_key.serialize_pem()),
+            (&pki.kubelet_cert, kubelet_cert.pem()),
+            (&pki.kubelet_key, kubelet_key.serialize_pem()),
             (&pki.sa_key, sa_key.serialize_pem()),
             (&pki.sa_pub, sa_key.public_key_pem()),
         ];

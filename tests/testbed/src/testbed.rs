@@ -42,6 +42,10 @@ pub struct TestbedOptions {
     pub extra_apiserver_args: Vec<String>,
     /// Extra kube-controller-manager flags, appended after the test bed's own.
     pub extra_controller_manager_args: Vec<String>,
+    /// Prepare for a real node ([`Testbed::start_node`]): also build
+    /// `build.sh node`, and start kube-apiserver with the Node authorizer and
+    /// kubelet client flags. Default false.
+    pub node: bool,
 }
 
 impl Default for TestbedOptions {
@@ -52,6 +56,7 @@ impl Default for TestbedOptions {
             start_controller_manager: true,
             extra_apiserver_args: Vec::new(),
             extra_controller_manager_args: Vec::new(),
+            node: false,
         }
     }
 }
@@ -61,6 +66,15 @@ impl TestbedOptions {
     pub fn local() -> Self {
         TestbedOptions {
             force_local: true,
+            ..Default::default()
+        }
+    }
+
+    /// Defaults plus [`TestbedOptions::node`]: a test bed that can run a
+    /// kubelet node (or, with `$KUBECONFIG`, use the cluster's nodes).
+    pub fn with_node() -> Self {
+        TestbedOptions {
+            node: true,
             ..Default::default()
         }
     }
@@ -179,6 +193,9 @@ pub struct Testbed {
     bin_dir: PathBuf,
     started_in: Duration,
     pub(crate) seq: AtomicU32,
+    /// The local control plane's certificates when it was started for a
+    /// node ([`TestbedOptions::node`]); `None` otherwise.
+    pub(crate) node_pki: Option<Pki>,
 }
 
 impl Testbed {
@@ -202,12 +219,31 @@ impl Testbed {
             _ => None,
         };
         if external.is_some() {
-            let bin_dir = binaries::locate(&["csi-testdriver"]).await?;
+            let bin_dir = if opts.node {
+                // The images for the cluster's nodes are packed from these.
+                binaries::locate_set("node", &["csi-testdriver", "csi-registrar", "pause"]).await?
+            } else {
+                binaries::locate(&["csi-testdriver"]).await?
+            };
             let t0 = Instant::now();
             let inner = Inner::create()?;
             return Self::connect_external(inner, bin_dir, t0).await;
         }
         let bin_dir = binaries::locate(&binaries::CORE_BINARIES).await?;
+        if opts.node {
+            // Same pins, same directory: build.sh keys both sets alike.
+            let node_dir = binaries::locate_set("node", &binaries::NODE_BINARIES).await?;
+            if node_dir != bin_dir {
+                return Err(Error::Build {
+                    command: crate::binaries::set_build_command("node"),
+                    reason: format!(
+                        "node binaries in {} but core binaries in {}",
+                        node_dir.display(),
+                        bin_dir.display()
+                    ),
+                });
+            }
+        }
         let t0 = Instant::now();
         let inner = Inner::create()?;
         Self::start_local(inner, bin_dir, &opts, t0).await
@@ -246,6 +282,7 @@ impl Testbed {
             bin_dir,
             started_in: t0.elapsed(),
             seq: AtomicU32::new(0),
+            node_pki: None,
         })
     }
 
@@ -274,6 +311,14 @@ impl Testbed {
         .await?;
 
         let mut args = control_plane::apiserver_args(&ports, &pki, &run.join("pki"));
+        if opts.node {
+            // --authorization-mode accumulates: replace ours, not append.
+            args.retain(|a| !a.starts_with("--authorization-mode="));
+            args.extend(crate::node_config::apiserver_node_args(
+                &pki.admin_cert,
+                &pki.admin_key,
+            ));
+        }
         args.extend(opts.extra_apiserver_args.iter().cloned());
         let apiserver_args = args.clone();
         let apiserver = Managed::spawn(
@@ -343,6 +388,7 @@ impl Testbed {
             bin_dir,
             started_in,
             seq: AtomicU32::new(0),
+            node_pki: opts.node.then_some(pki),
         })
     }
 

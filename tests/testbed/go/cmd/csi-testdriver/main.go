@@ -38,6 +38,8 @@ func main() {
 	logCalls := flag.Bool("log-calls", true, "log every RPC with its status code")
 	nodeID := flag.String("nodeid", "", "node ID for NodeGetInfo; with --enable-topology also the value of the topology.hostpath.csi/node segment this instance reports, as csi-driver-host-path does (default: the service's fixed ID and segment)")
 	capacity := flag.Int64("capacity", 0, "total bytes: GetCapacity then reports this minus the sum of existing volumes' sizes (0: the service's fixed answer)")
+	nodeMountsOn := flag.Bool("node-mounts", false, "stage and publish with real bind mounts of a per-volume directory under --state-dir (needs privileges; for a driver running on a kubelet node)")
+	stateDir := flag.String("state-dir", "/var/lib/csi-testdriver", "where --node-mounts keeps one directory per volume")
 	flag.Parse()
 
 	svc := service.New(service.Config{
@@ -60,6 +62,9 @@ func main() {
 	}
 
 	interceptors := []grpc.UnaryServerInterceptor{hostpathLike(svc, *nodeID, *capacity)}
+	if *nodeMountsOn {
+		interceptors = append(interceptors, nodeMounts(*stateDir))
+	}
 	if *logCalls {
 		interceptors = append([]grpc.UnaryServerInterceptor{logInterceptor}, interceptors...)
 	}
