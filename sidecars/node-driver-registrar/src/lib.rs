@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod authority;
 pub mod error;
 pub mod health;
 pub mod registration;

@@ -14,6 +14,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
+use crate::authority::FixAuthority;
+use tokio_stream::StreamExt as _;
 
 /// `PluginInfo.type` of a CSI driver (kubelet's `registerapi.CSIPlugin`).
 pub const CSI_PLUGIN_TYPE: &str = "CSIPlugin";
@@ -114,13 +116,17 @@ impl Registration for Service {
 }
 
 /// Serves `service` on `listener` until the task is dropped or aborted.
+/// Each connection goes through [`FixAuthority`], so the kubelet's
+/// socket-path `:authority` is accepted.
 ///
 /// # Errors
 /// [`Error::Serve`] when the server stops on its own.
 pub async fn serve(listener: UnixListener, service: Service) -> Result<(), Error> {
     tonic::transport::Server::builder()
         .add_service(RegistrationServer::new(service))
-        .serve_with_incoming(UnixListenerStream::new(listener))
+        .serve_with_incoming(
+            UnixListenerStream::new(listener).map(|conn| conn.map(FixAuthority::new)),
+        )
         .await
         .map_err(Error::Serve)
 }
