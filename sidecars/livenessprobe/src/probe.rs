@@ -60,7 +60,12 @@ impl Outcome {
 
 /// Dials `address` afresh and probes it, all within `timeout`; the Probe
 /// is recorded in `metrics` under `driver`.
-pub async fn check(address: &str, timeout: Duration, metrics: &CsiMetrics, driver: &str) -> Outcome {
+pub async fn check(
+    address: &str,
+    timeout: Duration,
+    metrics: &CsiMetrics,
+    driver: &str,
+) -> Outcome {
     let deadline = Instant::now() + timeout;
     let channel = loop {
         match tokio::time::timeout_at(deadline, csi_client::dial_once(address)).await {
@@ -96,7 +101,12 @@ pub async fn check(address: &str, timeout: Duration, metrics: &CsiMetrics, drive
         Ok(_) => Code::Ok,
         Err(status) => status.code(),
     };
-    metrics.record(driver, Rpc::Probe.path(), code_name(code), started.elapsed());
+    metrics.record(
+        driver,
+        Rpc::Probe.path(),
+        code_name(code),
+        started.elapsed(),
+    );
     match result {
         Ok(ready) => from_ready(ready),
         Err(status) => Outcome::ProbeFailed(GoStatus(&status).to_string()),
@@ -112,7 +122,10 @@ mod tests {
         assert_eq!(from_ready(None), Outcome::Ready);
         assert_eq!(from_ready(Some(true)), Outcome::Ready);
         assert_eq!(from_ready(Some(false)), Outcome::NotReady);
-        assert_eq!(Outcome::Ready.status_and_body(), (StatusCode::OK, "ok".into()));
+        assert_eq!(
+            Outcome::Ready.status_and_body(),
+            (StatusCode::OK, "ok".into())
+        );
         assert_eq!(
             Outcome::NotReady.status_and_body(),
             (

@@ -234,8 +234,8 @@ mod tests {
             ]),
             Err(Error::HealthPortAndHttpEndpoint)
         ));
-        let Plan::Register(c) = plan(&["--kubelet-registration-path=/k", "--mode=registration"])
-            .unwrap()
+        let Plan::Register(c) =
+            plan(&["--kubelet-registration-path=/k", "--mode=registration"]).unwrap()
         else {
             panic!("not registering")
         };
@@ -254,7 +254,10 @@ mod tests {
             Some(":9809".into())
         );
         assert_eq!(
-            address(&["--kubelet-registration-path=/k", "--http-endpoint=127.0.0.1:1"]),
+            address(&[
+                "--kubelet-registration-path=/k",
+                "--http-endpoint=127.0.0.1:1"
+            ]),
             Some("127.0.0.1:1".into())
         );
         // A non-positive port is "disabled", as upstream's `> 0` check.

@@ -350,7 +350,10 @@ mod tests {
         let out = rewrite_headers_frame(&f).unwrap();
         let mut want_payload = vec![0x80, 0, 0, 1, 16];
         want_payload.extend(block(AUTHORITY));
-        assert_eq!(out, frame(HEADERS, END_HEADERS | PRIORITY | 1, 1, &want_payload));
+        assert_eq!(
+            out,
+            frame(HEADERS, END_HEADERS | PRIORITY | 1, 1, &want_payload)
+        );
         // DATA frames and continued blocks stay as they are.
         assert!(rewrite_headers_frame(&frame(0x0, 0, 1, b"abc")).is_none());
         assert!(rewrite_headers_frame(&frame(HEADERS, 0, 1, &block(b"/x"))).is_none());

@@ -78,9 +78,9 @@ pub fn judge_self_check(socket: &Path, driver: &str, check: SelfCheck) -> Health
             "error connecting to node-registrar socket {}: {e}",
             socket.display()
         )),
-        SelfCheck::GetInfoFailed(e) => {
-            Health::Failed(format!("error getting info from node-registrar socket: {e}"))
-        }
+        SelfCheck::GetInfoFailed(e) => Health::Failed(format!(
+            "error getting info from node-registrar socket: {e}"
+        )),
         SelfCheck::Answered(name) if name == driver => Health::Ok,
         SelfCheck::Answered(name) => Health::Failed(format!("invalid driver name {name}")),
     }
@@ -213,7 +213,9 @@ mod tests {
         assert_eq!(socket_state(&missing), SocketState::Missing);
         let file = dir.path().join("f.sock");
         std::fs::write(&file, b"").unwrap();
-        assert!(matches!(socket_state(&file), SocketState::Broken(t) if t.contains("not a socket")));
+        assert!(
+            matches!(socket_state(&file), SocketState::Broken(t) if t.contains("not a socket"))
+        );
         let _l = tokio::net::UnixListener::bind(&missing).unwrap();
         assert_eq!(socket_state(&missing), SocketState::Socket);
     }

@@ -75,7 +75,11 @@ impl Service {
     /// A service answering with `info`, reporting calls to `calls` and
     /// running `on_failure` with the kubelet's error text on a failed
     /// registration.
-    pub fn new(info: PluginInfo, calls: UnboundedSender<KubeletCall>, on_failure: OnFailure) -> Self {
+    pub fn new(
+        info: PluginInfo,
+        calls: UnboundedSender<KubeletCall>,
+        on_failure: OnFailure,
+    ) -> Self {
         Service {
             info,
             calls,

@@ -254,7 +254,10 @@ mod tests {
 
         let mut c = Callbacks::new(t0);
         c.on_get_info();
-        assert_eq!(c.overdue(t0 + Duration::from_secs(31)), Some(Silence::NoStatus));
+        assert_eq!(
+            c.overdue(t0 + Duration::from_secs(31)),
+            Some(Silence::NoStatus)
+        );
 
         let mut c = Callbacks::new(t0);
         assert_eq!(c.on_registered(t0 + Duration::from_secs(1)), None);

@@ -18,7 +18,10 @@ fn bad_flags_exit_2_with_usage() {
     for flag in ["-timeout=60", "-health-port=x"] {
         let out = bin().arg(flag).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{flag}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value"), "{flag}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("invalid value"),
+            "{flag}"
+        );
     }
 }
 
@@ -66,7 +69,10 @@ fn missing_registration_path_exits_1_even_in_probe_mode() {
         let out = bin().args(extra).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{extra:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("kubelet-registration-path is a required parameter"), "{err}");
+        assert!(
+            err.contains("kubelet-registration-path is a required parameter"),
+            "{err}"
+        );
     }
 }
 

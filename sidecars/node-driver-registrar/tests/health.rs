@@ -29,7 +29,11 @@ async fn verdicts() {
 
     let listener = tokio::net::UnixListener::bind(&path).unwrap();
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let service = Service::new(plugin_info("other", "/x"), tx, std::sync::Arc::new(|_: &str| {}));
+    let service = Service::new(
+        plugin_info("other", "/x"),
+        tx,
+        std::sync::Arc::new(|_: &str| {}),
+    );
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(RegistrationServer::new(service))

@@ -66,7 +66,10 @@ async fn kubelet(socket: &Path) -> Option<RegistrationClient<tonic::transport::C
 
 async fn get_info(socket: &Path) -> Option<PluginInfo> {
     let mut k = kubelet(socket).await?;
-    k.get_info(InfoRequest {}).await.ok().map(|r| r.into_inner())
+    k.get_info(InfoRequest {})
+        .await
+        .ok()
+        .map(|r| r.into_inner())
 }
 
 async fn notify(socket: &Path, registered: bool, error: &str) -> Result<(), tonic::Status> {
@@ -88,7 +91,10 @@ async fn recreated(registrar: &Child, n: usize) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no re-created registration socket #{n}:\n{}", registrar.log());
+    panic!(
+        "no re-created registration socket #{n}:\n{}",
+        registrar.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,23 +110,46 @@ async fn registers_answers_health_and_deregisters_on_sigterm() {
     assert_eq!(info.name, DRIVER);
     assert_eq!(info.endpoint, HOST_PATH);
     assert_eq!(info.supported_versions, vec!["1.0.0".to_owned()]);
-    let mode = std::fs::metadata(s.reg_socket()).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(s.reg_socket())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o700);
 
-    let (code, head, body) = wait_for("/healthz", Duration::from_secs(10), || get(s.port, "/healthz")).await;
+    let (code, head, body) = wait_for("/healthz", Duration::from_secs(10), || {
+        get(s.port, "/healthz")
+    })
+    .await;
     assert_eq!((code, body.as_str()), (200, "ok"));
     assert!(head.contains("text/plain; charset=utf-8"));
-    assert_eq!(get(s.port, "/metrics").await.unwrap().0, 404, "the registrar serves no metrics");
+    assert_eq!(
+        get(s.port, "/metrics").await.unwrap().0,
+        404,
+        "the registrar serves no metrics"
+    );
 
     notify(&s.reg_socket(), true, "").await.unwrap();
     notify(&s.reg_socket(), true, "").await.unwrap();
     let log = registrar.log();
     assert!(log.contains("The kubelet registered the driver"), "{log}");
-    assert!(log.contains("CSI driver node info") && log.contains("node-1"), "{log}");
+    assert!(
+        log.contains("CSI driver node info") && log.contains("node-1"),
+        "{log}"
+    );
 
     let pid = registrar.child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = registrar.exit_within(Duration::from_secs(5)).await.expect("still running");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = registrar
+        .exit_within(Duration::from_secs(5))
+        .await
+        .expect("still running");
     assert_eq!(status.code(), Some(0), "{}", registrar.log());
     assert!(!s.reg_socket().exists(), "SIGTERM must remove the socket");
 }
@@ -131,15 +160,25 @@ async fn failed_registration_exits_1_before_answering() {
     let mut registrar = s.spawn();
     let reg = s.reg_socket();
     wait_for("GetInfo", Duration::from_secs(10), || get_info(&reg)).await;
-    let err = notify(&s.reg_socket(), false, "plugin registration failed with err: boom")
-        .await
-        .unwrap_err();
+    let err = notify(
+        &s.reg_socket(),
+        false,
+        "plugin registration failed with err: boom",
+    )
+    .await
+    .unwrap_err();
     // The process is gone before it answers: the call sees the transport break.
     assert_ne!(err.code(), tonic::Code::Ok);
-    let status = registrar.exit_within(Duration::from_secs(5)).await.expect("still running");
+    let status = registrar
+        .exit_within(Duration::from_secs(5))
+        .await
+        .expect("still running");
     assert_eq!(status.code(), Some(1));
     let log = registrar.log();
-    assert!(log.contains("Registration process failed with error, restarting registration container"), "{log}");
+    assert!(
+        log.contains("Registration process failed with error, restarting registration container"),
+        "{log}"
+    );
     assert!(log.contains("boom"), "{log}");
 }
 
@@ -148,15 +187,26 @@ async fn driver_restart_and_deleted_socket_renew_the_registration() {
     let mut s = Setup::new();
     let registrar = s.spawn();
     let reg = s.reg_socket();
-    wait_for("the registration socket", Duration::from_secs(10), || get_info(&reg)).await;
+    wait_for("the registration socket", Duration::from_secs(10), || {
+        get_info(&reg)
+    })
+    .await;
     let first = socket_id(&reg).unwrap();
     notify(&s.reg_socket(), true, "").await.unwrap();
 
     // The driver dies and comes back (new node ID) on a new socket.
     let path = s.driver.path.clone();
-    let driver = std::mem::replace(&mut s.driver, Served::start(FakeDriver::default(), &s.dir.path().join("other.sock"))).stop();
+    let driver = std::mem::replace(
+        &mut s.driver,
+        Served::start(FakeDriver::default(), &s.dir.path().join("other.sock")),
+    )
+    .stop();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(socket_id(&s.reg_socket()), Some(first), "re-registered while the driver was away");
+    assert_eq!(
+        socket_id(&s.reg_socket()),
+        Some(first),
+        "re-registered while the driver was away"
+    );
     assert!(!registrar.log().contains(RECREATED), "{}", registrar.log());
     *driver.node_id.lock().unwrap() = "node-2".into();
     s.driver = Served::start(driver, &path);
@@ -164,7 +214,10 @@ async fn driver_restart_and_deleted_socket_renew_the_registration() {
     let info = get_info(&s.reg_socket()).await.unwrap();
     assert_eq!(info.name, DRIVER);
     let log = registrar.log();
-    assert!(log.contains("Lost the connection to the CSI driver"), "{log}");
+    assert!(
+        log.contains("Lost the connection to the CSI driver"),
+        "{log}"
+    );
     assert!(log.contains("the CSI driver restarted"), "{log}");
     assert!(log.contains("node-2"), "{log}");
 
@@ -172,7 +225,13 @@ async fn driver_restart_and_deleted_socket_renew_the_registration() {
     std::fs::remove_file(s.reg_socket()).unwrap();
     recreated(&registrar, 2).await;
     assert!(get_info(&s.reg_socket()).await.is_some());
-    assert!(registrar.log().contains("the registration socket was removed"), "{}", registrar.log());
+    assert!(
+        registrar
+            .log()
+            .contains("the registration socket was removed"),
+        "{}",
+        registrar.log()
+    );
     assert_eq!(get(s.port, "/healthz").await.unwrap().0, 200);
 }
 
@@ -181,9 +240,16 @@ async fn a_file_in_the_way_exits_1() {
     let s = Setup::new();
     std::fs::write(s.reg_socket(), b"not a socket").unwrap();
     let mut registrar = s.spawn();
-    let status = registrar.exit_within(Duration::from_secs(10)).await.expect("still running");
+    let status = registrar
+        .exit_within(Duration::from_secs(10))
+        .await
+        .expect("still running");
     assert_eq!(status.code(), Some(1));
-    assert!(registrar.log().contains("but it's not a socket"), "{}", registrar.log());
+    assert!(
+        registrar.log().contains("but it's not a socket"),
+        "{}",
+        registrar.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +259,14 @@ async fn no_driver_exits_1_after_the_connect_timeout() {
     let s = Setup::new();
     *s.driver.driver.name.lock().unwrap() = String::new();
     let mut registrar = s.spawn();
-    let status = registrar.exit_within(Duration::from_secs(10)).await.expect("still running");
+    let status = registrar
+        .exit_within(Duration::from_secs(10))
+        .await
+        .expect("still running");
     assert_eq!(status.code(), Some(1));
-    assert!(registrar.log().contains("driver name is empty"), "{}", registrar.log());
+    assert!(
+        registrar.log().contains("driver name is empty"),
+        "{}",
+        registrar.log()
+    );
 }

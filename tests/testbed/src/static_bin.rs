@@ -28,7 +28,11 @@ pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
     let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     let out = Command::new(cargo)
         .current_dir(crate::repo_root())
-        .args(["build", "--release", "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--release",
+            "--message-format=json-render-diagnostics",
+        ])
         .args(["--target", &target, "-p", package, "--bin", bin])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .output()

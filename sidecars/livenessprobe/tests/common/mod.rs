@@ -177,13 +177,19 @@ pub fn free_port() -> u16 {
 /// `GET path` on 127.0.0.1:port: status, lower-cased head, body; `None`
 /// when nothing listens.
 pub async fn get(port: u16, path: &str) -> Option<(u16, String, String)> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.ok()?;
     let (head, body) = buf.split_once("\r\n\r\n")?;
-    Some((head[9..12].parse().ok()?, head.to_lowercase(), body.to_owned()))
+    Some((
+        head[9..12].parse().ok()?,
+        head.to_lowercase(),
+        body.to_owned(),
+    ))
 }
 
 /// Polls `f` every 50 ms until it returns `Some` or `limit` passes.
@@ -197,7 +203,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
