@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
-use sidecar_runtime::flags::{CommonArgs, LoggingArgs, RetryArgs, parse_go_duration};
+use sidecar_runtime::flags::{
+    CommonArgs, LoggingArgs, RetryArgs, WorkerThreads, parse_go_duration,
+};
 
 /// All csi-provisioner flags.
 #[derive(Debug, Parser)]
@@ -34,8 +36,9 @@ pub struct ProvisionerArgs {
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub volume_name_uuid_length: i64,
     /// Number of provisioner worker threads, in other words nr. of simultaneous CSI calls.
-    #[arg(long, default_value_t = 100)]
-    pub worker_threads: usize,
+    /// 1 to 65535; 0 (where upstream would provision nothing) is a flag error.
+    #[arg(long, default_value = "100")]
+    pub worker_threads: WorkerThreads,
     /// Number of simultaneously running threads, handling cloning finalizer removal.
     #[arg(
         long,
@@ -139,7 +142,7 @@ mod tests {
         let a = parse(&[]).unwrap();
         assert_eq!(a.common.csi_address, "/run/csi/socket");
         assert_eq!(a.timeout, Duration::from_secs(10));
-        assert_eq!(a.worker_threads, 100);
+        assert_eq!(a.worker_threads.get(), 100);
         assert_eq!(a.volume_name_prefix, "pvc");
         assert_eq!(a.volume_name_uuid_length, -1);
         assert!(a.immediate_topology);
@@ -151,6 +154,26 @@ mod tests {
         assert_eq!(a.kube_api_capacity_burst, 5);
         assert_eq!(a.retry.retry_interval_start, Duration::from_secs(1));
         assert_eq!(a.retry.retry_interval_max, Duration::from_secs(300));
+    }
+
+    /// 0 would mean "unlimited" to kube-runtime's controller and "no
+    /// worker" to upstream; 65536 does not fit its u16. Both are flag
+    /// errors (exit 2), not a silent change of meaning.
+    #[test]
+    fn worker_threads_out_of_range_is_a_flag_error() {
+        for bad in ["0", "65536", "-1"] {
+            let e = parse(&[&format!("--worker-threads={bad}")]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+            assert_eq!(sidecar_runtime::flags::exit_code(e.kind()), 2);
+            assert!(e.to_string().contains("must be between 1 and 65535"), "{e}");
+        }
+        assert_eq!(
+            parse(&["-worker-threads=65535"])
+                .unwrap()
+                .worker_threads
+                .get(),
+            65535
+        );
     }
 
     #[test]
@@ -167,7 +190,7 @@ mod tests {
         assert_eq!(a.logging.verbosity, 5);
         assert!(a.common.leader_election);
         assert_eq!(a.timeout, Duration::from_secs(15));
-        assert_eq!(a.worker_threads, 10);
+        assert_eq!(a.worker_threads.get(), 10);
     }
 
     #[test]

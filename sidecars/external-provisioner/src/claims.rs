@@ -705,3 +705,20 @@ pub(crate) fn claim_error_policy(
     ctx.claims_queue
         .retry_after_error(pvc.as_ref(), delay, routine, err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleanup_message_names_volume_cause_and_the_way_out() {
+        let e = Error::Missing(
+            "error getting secret s in namespace ns: secrets \"s\" not found".into(),
+        );
+        let m = cleanup_failed_message("pvc-1234", &e);
+        assert_eq!(
+            m,
+            "the claim was deleted while volume pvc-1234 was being created; it cannot be checked for and deleted yet: error getting secret s in namespace ns: secrets \"s\" not found. The claim keeps finalizer external-provisioner.volume.kubernetes.io/create-in-progress until that succeeds (if the driver never created the volume, removing the finalizer by hand is safe)"
+        );
+    }
+}

@@ -2,7 +2,7 @@
 //! driver that replaced it (contract A4.1 step 6, A4.2–A4.4, A4.6, A4.8).
 //!
 //! When the driver is a migration target (e.g. `cinder.csi.openstack.org`
-//! for `kubernetes.io/cinder`, see [`sidecar_runtime::migration`]), the
+//! for `kubernetes.io/cinder`, see [`csi_translation`]), the
 //! provisioner answers to the in-tree name as well:
 //!
 //! * **Claims** ([`claim_is_ours`]): kube-controller-manager hands a claim of
@@ -38,9 +38,9 @@
 
 use std::borrow::Cow;
 
+use csi_translation as translation;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
-use sidecar_runtime::migration as translation;
 
 use crate::annotations::{MIGRATED_TO, PROVISIONED_BY};
 use crate::error::Error;

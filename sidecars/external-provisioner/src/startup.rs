@@ -90,8 +90,7 @@ pub async fn controllers(
         .filter(|_| wants_nodes)
         .map(|n| n.fake_objects(&driver));
     let opts = RunOptions {
-        workers: u16::try_from(args.worker_threads)
-            .context("--worker-threads must be at most 65535")?,
+        workers: args.worker_threads.get(),
         watch_attachments: caps.has(ControllerRpc::PublishUnpublishVolume),
         watch_topology: wants_nodes && static_node.is_none(),
         capacity,

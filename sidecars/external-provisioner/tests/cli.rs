@@ -23,6 +23,18 @@ fn bad_value_exits_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// 0 workers would run nothing upstream and "unlimited" in kube-runtime;
+/// it is refused at parse time like any malformed flag value.
+#[test]
+fn worker_threads_out_of_range_exits_2() {
+    for bad in ["-worker-threads=0", "-worker-threads=65536"] {
+        let out = bin().arg(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("must be between 1 and 65535"), "{err}");
+    }
+}
+
 #[test]
 fn help_exits_0_and_lists_every_flag() {
     let out = bin().arg("-h").output().unwrap();

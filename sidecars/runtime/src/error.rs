@@ -5,9 +5,13 @@
 ///
 /// Sidecars map these to upstream's exit codes: flag errors found by clap exit 2
 /// (see [`crate::flags`]); everything else that is fatal at startup exits 1.
+///
+/// The variants carrying a `kube::Error` (configuration, Lease, Event and
+/// write failures) exist only with the `kube` feature.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    #[cfg(feature = "kube")]
     /// Reading or interpreting the kubeconfig file named by `--kubeconfig` / `KUBECONFIG`.
     #[error("failed to load kubeconfig {path:?}: {source}")]
     Kubeconfig {
@@ -17,9 +21,11 @@ pub enum Error {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    #[cfg(feature = "kube")]
     /// Building the in-cluster configuration (service-account token, CA, env).
     #[error("failed to build in-cluster config: {0}")]
     InClusterConfig(#[source] kube::config::InClusterError),
+    #[cfg(feature = "kube")]
     /// Building the HTTP client stack from a loaded configuration.
     #[error("failed to create Kubernetes client: {0}")]
     ClientBuild(#[source] kube::Error),
@@ -35,6 +41,7 @@ pub enum Error {
     /// The HTTP server stopped with an I/O error.
     #[error("HTTP server failed: {0}")]
     HttpServe(#[source] std::io::Error),
+    #[cfg(feature = "kube")]
     /// Reading the leader-election Lease.
     #[error("failed to get lease {namespace}/{name}: {source}")]
     LeaseGet {
@@ -46,6 +53,7 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[cfg(feature = "kube")]
     /// Creating or updating the leader-election Lease.
     #[error("failed to update lease {namespace}/{name}: {source}")]
     LeaseUpdate {
@@ -60,6 +68,7 @@ pub enum Error {
     /// The leader-election timings violate `lease > renew > 1.2 × retry > 0`.
     #[error("invalid leader election configuration: {0}")]
     LeaderElectionConfig(String),
+    #[cfg(feature = "kube")]
     /// Creating or patching a core/v1 Event.
     #[error("failed to record event {reason:?} on {object}: {source}")]
     EventCreate {
@@ -86,6 +95,7 @@ pub enum Error {
         #[source]
         source: csi_client::Error,
     },
+    #[cfg(feature = "kube")]
     /// An Update answered 409 Conflict: someone else wrote the object since
     /// the version the write was built from (see [`crate::write`]).
     #[error("{object} changed meanwhile ({what}); retrying on its new version")]
@@ -95,6 +105,7 @@ pub enum Error {
         /// `<Kind> <namespace>/<name>`.
         object: String,
     },
+    #[cfg(feature = "kube")]
     /// An Update failed otherwise.
     #[error("{what} {object}: {source}")]
     Write {
@@ -118,15 +129,17 @@ impl Error {
     /// status codes (403, 404, 422, …) are final.
     pub fn is_final(&self) -> bool {
         match self {
-            Error::Kubeconfig { .. }
-            | Error::InClusterConfig(_)
-            | Error::ClientBuild(_)
-            | Error::HttpBind { .. }
+            Error::HttpBind { .. }
             | Error::LeaderElectionConfig(_)
             | Error::LoggingInit(_)
             | Error::FlagValidation(_)
             | Error::Csi { .. } => true,
-            Error::HttpServe(_) | Error::WriteConflict { .. } => false,
+            Error::HttpServe(_) => false,
+            #[cfg(feature = "kube")]
+            Error::Kubeconfig { .. } | Error::InClusterConfig(_) | Error::ClientBuild(_) => true,
+            #[cfg(feature = "kube")]
+            Error::WriteConflict { .. } => false,
+            #[cfg(feature = "kube")]
             Error::LeaseGet { source, .. }
             | Error::LeaseUpdate { source, .. }
             | Error::EventCreate { source, .. }
@@ -136,6 +149,7 @@ impl Error {
 }
 
 /// API answers that are worth retrying: conflicts, throttling and server-side failures.
+#[cfg(feature = "kube")]
 fn kube_error_is_final(e: &kube::Error) -> bool {
     match e {
         kube::Error::Api(status) => {
@@ -147,7 +161,7 @@ fn kube_error_is_final(e: &kube::Error) -> bool {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "kube"))]
 mod tests {
     use super::*;
 

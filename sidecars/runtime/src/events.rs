@@ -469,7 +469,11 @@ mod tests {
         let before = fake.requests_with_method("POST");
         queue.send(&pvc(), EventType::Normal, "Final", "other");
         tokio::time::sleep(EventQueue::RETRY_INTERVAL * 3).await;
-        assert_eq!(fake.requests_with_method("POST"), before + 1, "a 403 is not retried");
+        assert_eq!(
+            fake.requests_with_method("POST"),
+            before + 1,
+            "a 403 is not retried"
+        );
     }
 
     #[tokio::test]

@@ -18,7 +18,8 @@
 //! The standard flag sets are [`CommonArgs`] (csi-lib-utils `standardflags`),
 //! [`RetryArgs`] and [`LoggingArgs`] (component-base logging). A sidecar
 //! flattens them into its own `clap::Parser` and adds its per-sidecar flags
-//! (`--timeout`, `--worker-threads`, …, whose defaults differ per sidecar).
+//! (`--timeout`, `--worker-threads`, …, whose defaults differ per sidecar;
+//! [`WorkerThreads`] is the type of the latter).
 //! The sidecar's parser must **not** use `#[command(version)]`: `--version` is
 //! a plain boolean in [`CommonArgs`] handled by [`print_version_and_exit_if_requested`].
 
@@ -30,6 +31,10 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 
 use crate::Error;
+
+mod worker_threads;
+
+pub use worker_threads::WorkerThreads;
 
 /// Rewrites Go-style single-dash long flags into clap's double-dash form.
 ///
@@ -461,8 +466,8 @@ mod tests {
         logging: LoggingArgs,
         #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
         timeout: Duration,
-        #[arg(long, default_value_t = 100)]
-        worker_threads: u32,
+        #[arg(long, default_value = "100")]
+        worker_threads: WorkerThreads,
     }
 
     fn os(v: &[&str]) -> Vec<OsString> {
@@ -530,7 +535,7 @@ mod tests {
         assert_eq!(cli.logging.verbosity, 5);
         assert!(cli.common.leader_election);
         assert_eq!(cli.timeout, Duration::from_secs(15));
-        assert_eq!(cli.worker_threads, 10);
+        assert_eq!(cli.worker_threads.get(), 10);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::Error;
-pub use crate::leader::LeaderHealth;
+pub use crate::leader_health::LeaderHealth;
 
 /// A metrics registry shared between the code that registers metrics and the server.
 pub type SharedRegistry = Arc<Mutex<Registry>>;

@@ -22,8 +22,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use http::HeaderValue;
 use kube::client::ClientBuilder;
 
@@ -171,7 +173,6 @@ impl ApiBudget {
     /// rate is unchanged.
     pub async fn acquire_low(&self) {
         let Some(b) = &self.limiter else { return };
-        let clock = DefaultClock::default();
         let _waiting = Waiting::new(&b.waiting_low);
         loop {
             let wait = if b.waiting.load(Ordering::Acquire) > 0 {
@@ -179,7 +180,7 @@ impl ApiBudget {
             } else {
                 match b.limiter.check() {
                     Ok(()) => return,
-                    Err(not_until) => not_until.wait_time_from(clock.now()),
+                    Err(not_until) => not_until.wait_time_from(b.clock.now()),
                 }
             };
             // Polled no faster than every 10 ms and at least once per refill.
@@ -249,8 +250,10 @@ impl QpsLayer {
             .flatten()
             .and_then(|period| Some((period, Quota::with_period(period)?)))
             .map(|(period, q)| {
+                let clock = TokioClock::new();
                 Arc::new(Bucket {
-                    limiter: RateLimiter::direct(q.allow_burst(burst)),
+                    limiter: RateLimiter::direct_with_clock(q.allow_burst(burst), clock.clone()),
+                    clock,
                     waiting: AtomicUsize::new(0),
                     waiting_low: AtomicUsize::new(0),
                     period,
@@ -310,10 +313,40 @@ impl<S> std::fmt::Debug for QpsService<S> {
     }
 }
 
+/// governor's clock reading Tokio's time, the clock the waiters sleep on:
+/// a token is due exactly when a `tokio::time::sleep` until it ends, and
+/// paused test time (`start_paused`) drives the refill as well.
+/// Instants are durations since the bucket was made.
+#[derive(Clone, Debug)]
+struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    fn new() -> Self {
+        TokioClock {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+/// The token bucket's rate limiter: one shared state, on [`TokioClock`].
+type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+
 /// One token bucket and the number of requests waiting on it.
 #[derive(Debug)]
 struct Bucket {
-    limiter: DefaultDirectRateLimiter,
+    limiter: Limiter,
+    /// The clock `limiter` reads, for computing how long to sleep.
+    clock: TokioClock,
     /// Requests waiting at normal priority.
     waiting: AtomicUsize,
     /// Requests waiting at low priority ([`ApiBudget::acquire_low`]).
@@ -340,7 +373,6 @@ impl Drop for Waiting<'_> {
 
 /// Waits for one token, sleeping on Tokio's timer rather than governor's own.
 async fn take_token(bucket: Arc<Bucket>) {
-    let clock = DefaultClock::default();
     if bucket.limiter.check().is_ok() {
         return;
     }
@@ -348,7 +380,9 @@ async fn take_token(bucket: Arc<Bucket>) {
     loop {
         match bucket.limiter.check() {
             Ok(()) => return,
-            Err(not_until) => tokio::time::sleep(not_until.wait_time_from(clock.now())).await,
+            Err(not_until) => {
+                tokio::time::sleep(not_until.wait_time_from(bucket.clock.now())).await
+            }
         }
     }
 }
@@ -485,49 +519,90 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    /// Tokio time since `start`, for asserting when a paused-time waiter
+    /// got its token.
+    fn since(start: tokio::time::Instant) -> Duration {
+        tokio::time::Instant::now() - start
+    }
+
+    // The priority tests run on paused time: the bucket reads Tokio's clock
+    // (TokioClock), every sleep ends at its deadline, and the instants below
+    // are exact.
+
+    #[tokio::test(start_paused = true)]
     async fn a_spare_token_goes_to_others_first() {
+        // 20 QPS: one token per 50 ms.
         let budget = QpsLayer::new(20.0, 2).budget();
+        let start = tokio::time::Instant::now();
         assert!(budget.try_acquire_spare(), "idle bucket: spare token");
         budget.acquire().await; // now empty
         assert!(!budget.try_acquire_spare(), "no token left");
-        let b = budget.clone();
-        let waiter = tokio::spawn(async move { b.acquire().await });
-        // Refilled, but someone waits: the spare request must yield.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!budget.try_acquire_spare());
-        waiter.await.unwrap();
-        tokio::time::sleep(Duration::from_millis(60)).await;
+
+        // A token is free, but a request is waiting for one: the spare
+        // request yields until nobody waits.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let bucket = budget.limiter.as_ref().expect("limited");
+        let waiting = Waiting::new(&bucket.waiting);
+        assert!(!budget.try_acquire_spare(), "a normal waiter comes first");
+        drop(waiting);
+        let low_waiting = Waiting::new(&bucket.waiting_low);
+        assert!(!budget.try_acquire_spare(), "a low waiter comes first");
+        drop(low_waiting);
         assert!(budget.try_acquire_spare(), "nobody waits: taken");
+        assert_eq!(since(start), Duration::from_millis(50));
+
+        // Through the real paths: a normal request and a spare one wait on
+        // the empty bucket; the normal one gets the 100 ms token, the
+        // spare one the 150 ms token.
+        let (b, spare_start) = (budget.clone(), tokio::time::Instant::now());
+        let spare = tokio::spawn(async move {
+            b.acquire_spare().await;
+            since(spare_start)
+        });
+        let b = budget.clone();
+        let normal = tokio::spawn(async move {
+            b.acquire().await;
+            since(spare_start)
+        });
+        assert_eq!(normal.await.unwrap(), Duration::from_millis(50));
+        assert_eq!(spare.await.unwrap(), Duration::from_millis(100));
         assert!(QpsLayer::unlimited().budget().try_acquire_spare());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn low_priority_goes_after_normal() {
+        // 20 QPS, burst 1: tokens at 50 ms, 100 ms, 150 ms.
         let budget = QpsLayer::new(20.0, 1).budget();
+        let start = tokio::time::Instant::now();
         budget.acquire().await; // the bucket is now empty
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (b, o) = (budget.clone(), order.clone());
         let low = tokio::spawn(async move {
             b.acquire_low().await;
-            o.lock().unwrap().push("low");
+            o.lock().unwrap().push(("low", since(start)));
         });
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Let the low waiter register before the normal one arrives.
+        tokio::task::yield_now().await;
         assert!(!budget.try_acquire_spare(), "a low waiter blocks spare use");
         let (b, o) = (budget.clone(), order.clone());
         let normal = tokio::spawn(async move {
             b.acquire().await;
-            o.lock().unwrap().push("normal");
+            o.lock().unwrap().push(("normal", since(start)));
         });
         normal.await.unwrap();
         low.await.unwrap();
-        assert_eq!(*order.lock().unwrap(), ["normal", "low"]);
+        assert_eq!(
+            *order.lock().unwrap(),
+            [
+                ("normal", Duration::from_millis(50)),
+                ("low", Duration::from_millis(100))
+            ]
+        );
         QpsLayer::unlimited().budget().acquire_low().await;
         QpsLayer::unlimited().budget().acquire_spare().await;
-        // A spare token comes once nobody waits.
-        tokio::time::timeout(Duration::from_secs(1), budget.acquire_spare())
-            .await
-            .expect("a spare token within a second at 20 QPS");
+        // A spare token comes once nobody waits: the next one, at 150 ms.
+        budget.acquire_spare().await;
+        assert_eq!(since(start), Duration::from_millis(150));
     }
 
     #[tokio::test]

@@ -37,7 +37,9 @@
 //!   renews every retry period and, if no renewal succeeds within the renew
 //!   deadline, leadership is lost. Loss ends [`run_with_leader_election`] with
 //!   [`LeaderOutcome::Lost`]; [`run_with_leader_election_or_exit`] then logs
-//!   "Stopped leading" and exits 1 like csi-lib-utils.
+//!   "Stopped leading" and exits 1 like csi-lib-utils. A standby stops
+//!   trying on SIGTERM/SIGINT ([`LeaderOutcome::ShutdownWhileStandby`]) and the
+//!   process exits 0 (see [`run_with_leader_election`]).
 //! * **Labels**: `--leader-election-labels` are written on every create/update,
 //!   i.e. while this replica holds the Lease.
 //! * **Events**: `LeaderElection` Normal events "`<identity>` became leader" /
@@ -49,7 +51,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -57,19 +59,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::{Api, Client, Resource};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 use tracing::{debug, error, info, trace, warn};
 
 use crate::Error;
 use crate::events::{EventRecorder, EventType};
 use crate::flags::CommonArgs;
-
-/// Extra time past the lease duration before `/healthz/leader-election` fails
-/// (csi-lib-utils registers its watchdog with 20 s).
-pub const HEALTH_TOLERANCE: Duration = Duration::from_secs(20);
+pub use crate::leader_health::{HEALTH_TOLERANCE, LeaderHealth};
 
 /// client-go's `JitterFactor` for the acquire loop and the renew-deadline check.
 const JITTER_FACTOR: f64 = 1.2;
@@ -211,115 +207,10 @@ impl LeaderConfig {
     }
 }
 
-struct HealthState {
-    leading: bool,
-    observed_at: Option<Instant>,
-}
-
-struct HealthInner {
-    lease_name: String,
-    lease_duration: Duration,
-    state: Mutex<HealthState>,
-    master_status: Gauge,
-    slowpath: Counter,
-}
-
-/// Shared view of this replica's leadership for `/healthz/leader-election` and
-/// the `leader_election_master_status` / `leader_election_slowpath_total` metrics.
-/// Clones share state.
-#[derive(Clone)]
-pub struct LeaderHealth {
-    inner: Arc<HealthInner>,
-}
-
-impl std::fmt::Debug for LeaderHealth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaderHealth")
-            .field("lease_name", &self.inner.lease_name)
-            .field("leading", &self.is_leader())
-            .finish_non_exhaustive()
-    }
-}
-
 impl LeaderHealth {
-    /// A handle for the Lease `lease_name` with the configured lease duration.
-    pub fn new(lease_name: &str, lease_duration: Duration) -> Self {
-        LeaderHealth {
-            inner: Arc::new(HealthInner {
-                lease_name: lease_name.to_owned(),
-                lease_duration,
-                state: Mutex::new(HealthState {
-                    leading: false,
-                    observed_at: None,
-                }),
-                master_status: Gauge::default(),
-                slowpath: Counter::default(),
-            }),
-        }
-    }
-
-    /// A handle matching `config`.
+    /// A handle matching `config`: its Lease name and lease duration.
     pub fn for_config(config: &LeaderConfig) -> Self {
         Self::new(&config.lease_name(), config.lease_duration)
-    }
-
-    /// csi-lib-utils' watchdog: `Err("failed election to renew leadership on
-    /// lease <name>")` if this replica leads and `now − last observed renewal`
-    /// exceeds lease duration + [`HEALTH_TOLERANCE`]; `Ok` otherwise (always
-    /// for non-leaders).
-    pub fn check(&self, now: Instant) -> Result<(), String> {
-        let st = self.lock();
-        match (st.leading, st.observed_at) {
-            (true, Some(at))
-                if now.saturating_duration_since(at)
-                    > self.inner.lease_duration + HEALTH_TOLERANCE =>
-            {
-                Err(format!(
-                    "failed election to renew leadership on lease {}",
-                    self.inner.lease_name
-                ))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Whether this replica currently holds the Lease (as last observed).
-    pub fn is_leader(&self) -> bool {
-        self.lock().leading
-    }
-
-    /// Records an observation: whether the observed record names this replica,
-    /// and when it was observed. Called by the elector; public for tests of
-    /// code that consumes the health state.
-    pub fn record(&self, leading: bool, observed_at: Instant) {
-        {
-            let mut st = self.lock();
-            st.leading = leading;
-            st.observed_at = Some(observed_at);
-        }
-        self.inner.master_status.set(i64::from(leading));
-    }
-
-    /// Registers `leader_election_master_status{name}` (1 while leading) and
-    /// `leader_election_slowpath_total{name}` (renewals that needed a GET), as
-    /// client-go exposes them.
-    pub fn register_metrics(&self, registry: &mut Registry) {
-        let sub =
-            registry.sub_registry_with_label(("name".into(), self.inner.lease_name.clone().into()));
-        sub.register(
-            "leader_election_master_status",
-            "Whether this replica is the leader (1) or not (0)",
-            self.inner.master_status.clone(),
-        );
-        sub.register(
-            "leader_election_slowpath",
-            "Lease renewals that had to re-read the Lease",
-            self.inner.slowpath.clone(),
-        );
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -385,6 +276,10 @@ pub enum LeaderOutcome {
     Lost,
     /// `run` completed while this replica was leading (e.g. on shutdown).
     RunCompleted,
+    /// The shutdown signal came while this replica was still a standby
+    /// waiting for the Lease; `run` was never called and the Lease was not
+    /// touched. The process should exit 0, as a leader does after draining.
+    ShutdownWhileStandby,
 }
 
 fn micro_now() -> MicroTime {
@@ -578,7 +473,7 @@ impl Elector {
                 return false;
             }
             Decision::Renew => {
-                self.health.inner.slowpath.inc();
+                self.health.record_slowpath();
                 (
                     spec.acquire_time.clone(),
                     spec.lease_transitions.unwrap_or(0),
@@ -610,17 +505,31 @@ impl Elector {
             .unwrap_or(false)
     }
 
-    /// Blocks until this replica holds the Lease.
-    async fn acquire(&mut self) {
+    /// Blocks until this replica holds the Lease (`true`), or until
+    /// `shutdown` resolves first (`false`). A request in flight when
+    /// `shutdown` resolves is abandoned; nothing is written afterwards.
+    async fn acquire(&mut self, shutdown: impl Future<Output = ()>) -> bool {
         info!(lease = %self.desc(), "attempting to acquire leader lease");
-        loop {
-            if self.attempt(Instant::now() + self.cfg.renew_deadline).await {
-                info!(lease = %self.desc(), "successfully acquired lease");
-                return;
+        let desc = self.desc();
+        let acquired = async {
+            loop {
+                if self.attempt(Instant::now() + self.cfg.renew_deadline).await {
+                    return;
+                }
+                debug!(lease = %self.desc(), "failed to acquire lease");
+                let jitter = 1.0 + rand::random::<f64>() * JITTER_FACTOR;
+                tokio::time::sleep(self.cfg.retry_period.mul_f64(jitter)).await;
             }
-            debug!(lease = %self.desc(), "failed to acquire lease");
-            let jitter = 1.0 + rand::random::<f64>() * JITTER_FACTOR;
-            tokio::time::sleep(self.cfg.retry_period.mul_f64(jitter)).await;
+        };
+        tokio::select! {
+            () = acquired => {
+                info!(lease = %desc, "successfully acquired lease");
+                true
+            }
+            () = shutdown => {
+                info!(lease = %desc, "shutting down before acquiring the lease");
+                false
+            }
         }
     }
 
@@ -694,14 +603,24 @@ async fn record_event(
 
 /// Runs `run` while this replica holds the Lease described by `config`.
 ///
-/// Blocks until the Lease is acquired (retrying forever, as upstream), then
-/// calls `run` and renews the Lease concurrently in the same task. Returns
+/// Blocks until the Lease is acquired (retrying until SIGTERM or SIGINT,
+/// see [`shutdown::signal`](crate::shutdown::signal)), then calls `run` and
+/// renews the Lease concurrently in the same task. Returns
 /// [`LeaderOutcome::Lost`] when a renewal misses the renew deadline (the `run`
-/// future is dropped first), or [`LeaderOutcome::RunCompleted`] when `run`
+/// future is dropped first), [`LeaderOutcome::RunCompleted`] when `run`
 /// finishes while leading (the Lease is then released if
 /// [`LeaderConfig::release_on_exit`], else left to expire as upstream does by
-/// default). `run` should spawn CPU-heavy work rather than block its poll, or
+/// default), or [`LeaderOutcome::ShutdownWhileStandby`] when the signal
+/// comes before the Lease is held. Once leading, the signal is `run`'s to
+/// watch. `run` should spawn CPU-heavy work rather than block its poll, or
 /// renewals are delayed.
+///
+/// Upstream's standby sits in client-go's `RunOrDie` acquire loop; with no
+/// SIGTERM handler installed (the default, without the
+/// `ReleaseLeaderElectionOnExit` gate) Go's runtime lets the signal kill the
+/// process at once. Here the signal is caught (the HTTP server and the
+/// controllers watch it), so the standby has to stop on it itself, or it
+/// would wait for the kubelet's SIGKILL; it has nothing to clean up.
 ///
 /// Errors: [`Error::LeaderElectionConfig`] for invalid timings; API failures
 /// are logged and retried, never returned.
@@ -715,6 +634,27 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ()>,
 {
+    run_with_leader_election_until(client, config, health, crate::shutdown::signal(), run).await
+}
+
+/// [`run_with_leader_election`] with the standby's shutdown signal given as
+/// `shutdown`, a future that resolves when the process should stop (for
+/// tests, or a process that multiplexes its own signals). `shutdown` is
+/// polled only until the Lease is acquired, then dropped.
+///
+/// Errors: as [`run_with_leader_election`].
+pub async fn run_with_leader_election_until<S, F, Fut>(
+    client: Client,
+    config: LeaderConfig,
+    health: LeaderHealth,
+    shutdown: S,
+    run: F,
+) -> Result<LeaderOutcome, Error>
+where
+    S: Future<Output = ()>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
     config.validate()?;
     let recorder = Arc::new(EventRecorder::new(
         client.clone(),
@@ -722,7 +662,9 @@ where
     ));
     let release_on_exit = config.release_on_exit;
     let mut elector = Elector::new(client, config, health);
-    elector.acquire().await;
+    if !elector.acquire(shutdown).await {
+        return Ok(LeaderOutcome::ShutdownWhileStandby);
+    }
 
     let message = format!("{} became leader", elector.identity);
     let (rec, lease) = (recorder.clone(), elector.lease_ref());
@@ -745,14 +687,15 @@ where
             .await;
         }
         LeaderOutcome::RunCompleted if release_on_exit => elector.release().await,
-        LeaderOutcome::RunCompleted => {}
+        LeaderOutcome::RunCompleted | LeaderOutcome::ShutdownWhileStandby => {}
     }
     Ok(outcome)
 }
 
 /// [`run_with_leader_election`] with upstream's reaction to loss: log
 /// "Stopped leading" and exit the process with status 1. Returns `Ok(())` when
-/// `run` completed, or the configuration error.
+/// `run` completed or a standby was told to shut down (the caller then exits
+/// 0), or the configuration error.
 pub async fn run_with_leader_election_or_exit<F, Fut>(
     client: Client,
     config: LeaderConfig,
@@ -768,7 +711,7 @@ where
             error!("Stopped leading");
             std::process::exit(1);
         }
-        LeaderOutcome::RunCompleted => Ok(()),
+        LeaderOutcome::RunCompleted | LeaderOutcome::ShutdownWhileStandby => Ok(()),
     }
 }
 
@@ -899,39 +842,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn health_watchdog() {
-        let h = LeaderHealth::new("l", 15 * S);
-        let t0 = Instant::now();
-        assert!(h.check(t0 + 1000 * S).is_ok(), "no observation yet");
-        h.record(true, t0);
-        assert!(h.check(t0 + 35 * S).is_ok());
-        assert_eq!(
-            h.check(t0 + 36 * S).unwrap_err(),
-            "failed election to renew leadership on lease l"
-        );
-        h.record(false, t0);
-        assert!(h.check(t0 + 1000 * S).is_ok());
-    }
-
-    #[test]
-    fn metrics_registered() {
-        let h = LeaderHealth::new("my-lease", 15 * S);
-        let mut reg = Registry::default();
-        h.register_metrics(&mut reg);
-        h.record(true, Instant::now());
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
-        assert!(
-            out.contains("leader_election_master_status{name=\"my-lease\"} 1"),
-            "{out}"
-        );
-        assert!(
-            out.contains("leader_election_slowpath_total{name=\"my-lease\"} 0"),
-            "{out}"
-        );
-    }
-
     const LEASE_PATH: &str =
         "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/hostpath-csi-k8s-io";
 
@@ -1021,6 +931,89 @@ mod tests {
         assert_eq!(lease["spec"]["holderIdentity"], "pod-a");
         assert_eq!(lease["spec"]["leaseTransitions"], 4);
         task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_standby_stops_waiting_on_shutdown() {
+        let fake = FakeApi::default();
+        fake.put(LEASE_PATH, foreign_lease("go-replica", 3));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = started.clone();
+        let health = LeaderHealth::for_config(&cfg());
+        let task = tokio::spawn(run_with_leader_election_until(
+            fake.client(),
+            cfg(),
+            health.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+            move || async move {
+                s2.store(true, std::sync::atomic::Ordering::SeqCst);
+            },
+        ));
+        // The Go replica keeps renewing: we stay a standby.
+        for i in 0..3 {
+            tokio::time::sleep(10 * S).await;
+            let mut l = foreign_lease("go-replica", 3);
+            l["spec"]["renewTime"] = format!("2020-01-01T00:00:{:02}.000000Z", i + 1).into();
+            fake.put(LEASE_PATH, l);
+        }
+        assert!(!task.is_finished());
+        let gets = fake.requests_with_method("GET");
+        assert!(gets >= 3, "the standby polled the Lease ({gets} GETs)");
+
+        let asked = Instant::now();
+        stop.send(()).unwrap();
+        let outcome = task.await.unwrap().unwrap();
+        assert_eq!(outcome, LeaderOutcome::ShutdownWhileStandby);
+        assert_eq!(Instant::now(), asked, "no retry period is waited out");
+        assert!(!started.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!health.is_leader());
+        assert_eq!(
+            fake.requests_with_method("PUT"),
+            0,
+            "the Lease is not written"
+        );
+        assert_eq!(
+            fake.requests_with_method("POST"),
+            0,
+            "nor an event recorded"
+        );
+        assert_eq!(
+            fake.get(LEASE_PATH).unwrap()["spec"]["holderIdentity"],
+            "go-replica"
+        );
+    }
+
+    /// Shutdown after the Lease is held is `run`'s business: the signal is
+    /// no longer watched, and the outcome is `run`'s completion.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_after_acquiring_is_left_to_run() {
+        let fake = FakeApi::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (done, run_done) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_with_leader_election_until(
+            fake.client(),
+            cfg(),
+            LeaderHealth::for_config(&cfg()),
+            async move {
+                let _ = stopped.await;
+            },
+            || async move {
+                let _ = run_done.await;
+            },
+        ));
+        tokio::time::sleep(S).await;
+        assert!(
+            stop.is_closed(),
+            "the shutdown future is dropped once leading"
+        );
+        let _ = stop.send(());
+        tokio::time::sleep(20 * S).await;
+        assert!(!task.is_finished(), "the leader keeps running");
+        done.send(()).unwrap();
+        assert_eq!(task.await.unwrap().unwrap(), LeaderOutcome::RunCompleted);
     }
 
     #[tokio::test(start_paused = true)]

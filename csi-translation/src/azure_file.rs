@@ -213,7 +213,7 @@ pub(super) fn inline_to_csi(volume: &Volume, pod_namespace: &str) -> Result<Pers
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::testutil::*;
+    use crate::testutil::*;
     use k8s_openapi::api::core::v1::{AzureFileVolumeSource, ObjectReference};
 
     #[test]

@@ -143,7 +143,7 @@ pub(super) fn inline_to_csi(volume: &Volume) -> Result<PersistentVolume> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::testutil::*;
+    use crate::testutil::*;
     use k8s_openapi::api::core::v1::ObjectReference;
 
     #[test]

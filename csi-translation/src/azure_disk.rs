@@ -213,8 +213,8 @@ pub(super) fn disk_name_from_uri(uri: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::testutil::*;
-    use crate::migration::topology::{ZONE_BETA, ZONE_GA};
+    use crate::testutil::*;
+    use crate::topology::{ZONE_BETA, ZONE_GA};
 
     const URI: &str =
         "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/disks/disk-1";

@@ -355,12 +355,12 @@ impl ZoneParameter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::testutil::*;
+    use crate::testutil::*;
 
     const CSI_KEY: &str = "topology.example.csi/zone";
 
     fn gce_like_region(zones: &[String]) -> Result<String> {
-        crate::migration::gce_pd::region_from_zones(zones)
+        crate::gce_pd::region_from_zones(zones)
     }
 
     #[test]

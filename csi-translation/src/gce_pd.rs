@@ -288,8 +288,8 @@ pub(crate) fn region_from_zones(zones: &[String]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::testutil::*;
-    use crate::migration::topology::{REGION_GA, ZONE_BETA, ZONE_GA};
+    use crate::testutil::*;
+    use crate::topology::{REGION_GA, ZONE_BETA, ZONE_GA};
 
     #[test]
     fn storage_class_parameters() {

@@ -199,8 +199,8 @@ pub(super) fn inline_to_csi(volume: &Volume) -> Result<PersistentVolume> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::testutil::*;
-    use crate::migration::topology::{REGION_BETA, REGION_GA, ZONE_BETA, ZONE_GA};
+    use crate::testutil::*;
+    use crate::topology::{REGION_BETA, REGION_GA, ZONE_BETA, ZONE_GA};
 
     const PATH: &str =
         "[vsanDatastore] 6785a85e-268e-6352-a2e8-02008b7afadd/kubernetes-dynamic-pvc-68734c9f.vmdk";

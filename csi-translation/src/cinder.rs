@@ -115,8 +115,8 @@ pub(super) fn inline_to_csi(volume: &Volume) -> Result<PersistentVolume> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::testutil::*;
-    use crate::migration::topology::{REGION_BETA, ZONE_BETA, ZONE_GA};
+    use crate::testutil::*;
+    use crate::topology::{REGION_BETA, ZONE_BETA, ZONE_GA};
     use k8s_openapi::api::core::v1::CinderVolumeSource;
 
     #[test]

@@ -229,8 +229,8 @@ pub(super) fn region_from_zones(zones: &[String]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::testutil::*;
-    use crate::migration::topology::{REGION_GA, ZONE_BETA, ZONE_GA};
+    use crate::testutil::*;
+    use crate::topology::{REGION_GA, ZONE_BETA, ZONE_GA};
 
     const ID: &str = "vol-02399794d890f9375";
 
