@@ -26,7 +26,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tonic::transport::server::Connected;
 
 /// The value put in place of the client's `:authority`.
 pub const AUTHORITY: &[u8] = b"localhost";
@@ -275,14 +274,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FixAuthority<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
-    }
-}
-
-impl<S: Connected> Connected for FixAuthority<S> {
-    type ConnectInfo = S::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
     }
 }
 

@@ -40,9 +40,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The registration gRPC server stopped.
-    #[error("registration server failed: {0}")]
-    Serve(#[source] tonic::transport::Error),
+    /// The registration socket stopped accepting connections.
+    #[error("accepting on the registration socket failed: {0}")]
+    Accept(#[source] std::io::Error),
 
     /// The /healthz listener could not be bound.
     #[error(transparent)]

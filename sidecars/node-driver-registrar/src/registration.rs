@@ -10,12 +10,12 @@ use csi_client::pluginregistration::{
 };
 use tokio::net::UnixListener;
 use tokio::sync::mpsc::UnboundedSender;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
 use crate::authority::FixAuthority;
-use tokio_stream::StreamExt as _;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
 
 /// `PluginInfo.type` of a CSI driver (kubelet's `registerapi.CSIPlugin`).
 pub const CSI_PLUGIN_TYPE: &str = "CSIPlugin";
@@ -119,20 +119,29 @@ impl Registration for Service {
     }
 }
 
-/// Serves `service` on `listener` until the task is dropped or aborted.
-/// Each connection goes through [`FixAuthority`], so the kubelet's
-/// socket-path `:authority` is accepted.
+/// Serves `service` over HTTP/2 on `listener` until the task is dropped
+/// or aborted, one task per connection. Each connection goes through
+/// [`FixAuthority`], so the kubelet's socket-path `:authority` is
+/// accepted. (hyper directly rather than tonic's router, which would link
+/// axum for one service.)
 ///
 /// # Errors
-/// [`Error::Serve`] when the server stops on its own.
+/// [`Error::Accept`] when accepting connections fails.
 pub async fn serve(listener: UnixListener, service: Service) -> Result<(), Error> {
-    tonic::transport::Server::builder()
-        .add_service(RegistrationServer::new(service))
-        .serve_with_incoming(
-            UnixListenerStream::new(listener).map(|conn| conn.map(FixAuthority::new)),
-        )
-        .await
-        .map_err(Error::Serve)
+    let service = RegistrationServer::new(service);
+    loop {
+        let (stream, _) = listener.accept().await.map_err(Error::Accept)?;
+        let service = TowerToHyperService::new(service.clone());
+        tokio::spawn(async move {
+            let io = TokioIo::new(FixAuthority::new(stream));
+            if let Err(error) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(io, service)
+                .await
+            {
+                tracing::debug!(%error, "registration connection ended with an error");
+            }
+        });
+    }
 }
 
 #[cfg(test)]
