@@ -78,7 +78,7 @@ pub use process::{ProcessHandle, STOP_GRACE};
 pub use snapshot_crds::{
     CRD_ESTABLISHED_TIMEOUT, SNAPSHOT_CLIENT_MODULE, SNAPSHOT_CRD_FILES, snapshot_client_module_dir,
 };
-pub use static_bin::{static_binary, static_binary_env};
+pub use static_bin::{STATIC_RUSTFLAGS, static_binary, static_binary_env};
 pub use testbed::{KEEP_ENV, Testbed, TestbedOptions};
 
 /// Path of a file in `tests/testbed/manifests/`, e.g.
