@@ -46,7 +46,9 @@ pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
         .map_err(|e| Error::io("run cargo build for a static binary", e))?;
     let failed = |why: String| {
         Error::io(
-            format!("cargo build --profile node-release --target {target} -p {package} --bin {bin}"),
+            format!(
+                "cargo build --profile node-release --target {target} -p {package} --bin {bin}"
+            ),
             std::io::Error::other(why),
         )
     };

@@ -63,7 +63,7 @@ pub async fn deploy_ours(
     })
     .await??;
     eprintln!(
-        "e2e_node: static release builds of our sidecars ready in {:.1}s",
+        "e2e_node: static builds of our sidecars ready in {:.1}s",
         t.elapsed().as_secs_f64()
     );
     let t = std::time::Instant::now();
