@@ -79,6 +79,7 @@ async fn kubelet_restarts_the_driver_when_probe_fails() -> anyhow::Result<()> {
         );
         let (code, _) = http_get(ours.liveness_port, "/healthz").await?;
         ensure!(code == 200, "/healthz after recovery: {code}");
+        node_common::print_rss(&ours, "in the pod after the kubelet's probes");
         let report = node.teardown().await?;
         ensure!(report.is_clean(), "teardown not clean:\n{report}");
         Ok(())

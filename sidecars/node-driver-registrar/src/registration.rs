@@ -24,8 +24,8 @@ pub const CSI_PLUGIN_TYPE: &str = "CSIPlugin";
 pub const SUPPORTED_VERSIONS: [&str; 1] = ["1.0.0"];
 
 /// What the registrar answers `GetInfo` with
-/// (node-driver-registrar: cmd/csi-node-driver-registrar/node_register.go
-/// `newRegistrationServer`): the driver name and the host path of its
+/// (node-driver-registrar: cmd/csi-node-driver-registrar/main.go
+/// `newRegistrationServer` and `registrationServer.GetInfo`): the driver name and the host path of its
 /// socket, verbatim.
 pub fn plugin_info(driver: &str, kubelet_registration_path: &str) -> PluginInfo {
     PluginInfo {

@@ -271,6 +271,7 @@ async fn kubelet_registers_through_our_registrar_and_mounts() -> anyhow::Result<
             "e2e_node: driver killed; registered again in {:.1}s, registrar not restarted",
             t.elapsed().as_secs_f64()
         );
+        node_common::print_rss(&ours, "in the pod after the driver restart");
         let report = node.teardown().await?;
         ensure!(report.is_clean(), "teardown not clean:\n{report}");
         Ok(())

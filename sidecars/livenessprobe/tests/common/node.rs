@@ -184,3 +184,43 @@ pub fn log_count(node: &Node<'_>, ours: &Ours, container: &str, needle: &str) ->
         .matches(needle)
         .count()
 }
+
+/// `VmRSS` in KiB of the running `/<binary>` whose arguments include
+/// `marker` (e.g. its port flag), for printing; `None` if not found.
+pub fn rss_kib(binary: &str, marker: &str) -> Option<u64> {
+    let want = format!("/{binary}");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first() == Some(&want) && args.iter().any(|a| a.contains(marker)) {
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            return status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+        }
+    }
+    None
+}
+
+/// Prints the RSS of our two sidecars in the driver pod.
+pub fn print_rss(ours: &Ours, when: &str) {
+    let show = |kib: Option<u64>| match kib {
+        Some(k) => format!("{:.1} MiB", k as f64 / 1024.0),
+        None => "not found".to_owned(),
+    };
+    eprintln!(
+        "e2e_node: RSS {when}: csi-node-driver-registrar {}, livenessprobe {}",
+        show(rss_kib(
+            "csi-node-driver-registrar",
+            &format!(":{}", ours.registrar_port)
+        )),
+        show(rss_kib(
+            "livenessprobe",
+            &format!(":{}", ours.liveness_port)
+        )),
+    );
+}
