@@ -333,6 +333,48 @@ impl Connection {
     }
 }
 
+/// Dials `address` once: no retry, no log line, no loss detection, no
+/// metrics. For callers that open a short-lived connection per check, as
+/// livenessprobe does for every `/healthz` (a fresh connection notices a
+/// replaced socket) and node-driver-registrar does for its own
+/// registration socket; bound it with a timeout, a black-holed TCP host
+/// waits up to 20 s.
+///
+/// # Errors
+/// [`Error::InvalidAddress`] if the address cannot be parsed,
+/// [`Error::Connect`] with the dial error otherwise.
+pub async fn dial_once(address: &str) -> Result<Channel, Error> {
+    let connect_err = |err: tonic::transport::Error| Error::Connect {
+        address: address.to_owned(),
+        source: error_chain(&err).into(),
+    };
+    match Target::parse(address)? {
+        Target::Unix(path) => {
+            let path = Arc::new(path);
+            Endpoint::from_static("http://localhost")
+                .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+                    let path = Arc::clone(&path);
+                    async move {
+                        tokio::net::UnixStream::connect(path.as_path())
+                            .await
+                            .map(hyper_util::rt::TokioIo::new)
+                    }
+                }))
+                .await
+                .map_err(connect_err)
+        }
+        Target::Tcp(host_port) => Endpoint::from_shared(format!("http://{host_port}"))
+            .map_err(|err| Error::InvalidAddress {
+                address: address.to_owned(),
+                reason: err.to_string(),
+            })?
+            .connect_timeout(DIAL_TIMEOUT)
+            .connect()
+            .await
+            .map_err(connect_err),
+    }
+}
+
 /// Caps `text` at `max` bytes (on a char boundary) with upstream's marker
 /// (csi-lib-utils `SetMaxGRPCLogLength`).
 fn cap_log(text: String, max: Option<usize>) -> String {
@@ -422,6 +464,16 @@ mod tests {
             cap_log("ééé".into(), Some(3)),
             "é [response body too large, log capped to 3 chars]"
         );
+    }
+
+    #[tokio::test]
+    async fn dial_once_fails_at_once_on_a_missing_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.sock");
+        let err = dial_once(missing.to_str().unwrap()).await.unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{err}");
+        let err = dial_once("https://h:1").await.unwrap_err();
+        assert!(matches!(err, Error::InvalidAddress { .. }), "{err}");
     }
 
     #[tokio::test]

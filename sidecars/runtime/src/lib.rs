@@ -8,6 +8,8 @@
 //!   durations, the csi-lib-utils `standardflags` set and component-base logging flags).
 //! * [`logging`]: `-v` levels and klog-compatible JSON on top of `tracing`.
 //! * [`backoff`]: per-object exponential failure backoff.
+//! * [`plain_http`]: a hyper-only HTTP/1.1 server for the node sidecars'
+//!   one or two routes (no axum, no router).
 //! * [`shutdown`]: resolves on SIGTERM or SIGINT.
 //! * [`leader_health`]: the leadership state `/healthz/leader-election` reports.
 //! * [`process_metrics`]: the `process_*` metrics Go's client exposes.
@@ -19,8 +21,8 @@
 //!
 //! Both features are on by default. The node-side sidecars
 //! (node-driver-registrar, livenessprobe) build with
-//! `default-features = false` (plus `http` where they serve HTTP), so no
-//! Kubernetes client is linked into them.
+//! `default-features = false` and serve HTTP with [`plain_http`], so no
+//! Kubernetes client and no axum is linked into them.
 //!
 //! Every fallible operation returns [`Error`].
 #![cfg_attr(
@@ -69,6 +71,7 @@ pub mod leader_health;
 pub mod logging;
 #[cfg(feature = "kube")]
 pub mod own_writes;
+pub mod plain_http;
 pub mod process_metrics;
 pub mod shutdown;
 #[cfg(all(test, feature = "kube"))]

@@ -51,6 +51,7 @@ mod pki;
 mod process;
 mod restart;
 mod snapshot_crds;
+mod static_bin;
 mod testbed;
 
 pub use binaries::{BIN_ENV, CORE_BINARIES, NODE_BINARIES, build_command, build_script, repo_root};
@@ -77,6 +78,7 @@ pub use process::{ProcessHandle, STOP_GRACE};
 pub use snapshot_crds::{
     CRD_ESTABLISHED_TIMEOUT, SNAPSHOT_CLIENT_MODULE, SNAPSHOT_CRD_FILES, snapshot_client_module_dir,
 };
+pub use static_bin::{STATIC_RUSTFLAGS, static_binary, static_binary_env};
 pub use testbed::{KEEP_ENV, Testbed, TestbedOptions};
 
 /// Path of a file in `tests/testbed/manifests/`, e.g.

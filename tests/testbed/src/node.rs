@@ -435,22 +435,42 @@ impl Node<'_> {
         namespace: &str,
         driver_name: &str,
     ) -> Result<NodeDriver> {
+        self.deploy_csi_driver_from(
+            namespace,
+            driver_name,
+            &crate::manifest_path("node-csi-driver.yaml"),
+            &[("REGISTRAR_IMAGE", node_config::REGISTRAR_IMAGE)],
+        )
+        .await
+    }
+
+    /// [`Node::deploy_csi_driver`] with another pod manifest, for tests of
+    /// node sidecars (our registrar, livenessprobe) in the driver's pod.
+    /// `manifest` gets `${NAMESPACE}`, `${POD_NAME}`, `${NODE_NAME}`,
+    /// `${DRIVER_NAME}`, `${KUBELET_ROOT}` and `${DRIVER_IMAGE}`, plus
+    /// `extra`; its pod must carry [`DRIVER_POD_LABEL`] and a container
+    /// named `registrar` (its log is shown when registration times out).
+    ///
+    /// Errors: as [`Node::deploy_csi_driver`].
+    pub async fn deploy_csi_driver_from(
+        &self,
+        namespace: &str,
+        driver_name: &str,
+        manifest: &Path,
+        extra: &[(&str, &str)],
+    ) -> Result<NodeDriver> {
         let pod = format!("csi-driver-{}", self.tb.next_seq());
         let root = self.kubelet_root.display().to_string();
-        self.tb
-            .apply_manifest(
-                &crate::manifest_path("node-csi-driver.yaml"),
-                &[
-                    ("NAMESPACE", namespace),
-                    ("POD_NAME", &pod),
-                    ("NODE_NAME", &self.name),
-                    ("DRIVER_NAME", driver_name),
-                    ("KUBELET_ROOT", &root),
-                    ("DRIVER_IMAGE", node_config::DRIVER_IMAGE),
-                    ("REGISTRAR_IMAGE", node_config::REGISTRAR_IMAGE),
-                ],
-            )
-            .await?;
+        let mut vars = vec![
+            ("NAMESPACE", namespace),
+            ("POD_NAME", pod.as_str()),
+            ("NODE_NAME", self.name.as_str()),
+            ("DRIVER_NAME", driver_name),
+            ("KUBELET_ROOT", root.as_str()),
+            ("DRIVER_IMAGE", node_config::DRIVER_IMAGE),
+        ];
+        vars.extend_from_slice(extra);
+        self.tb.apply_manifest(manifest, &vars).await?;
         let pods: Api<Pod> = Api::namespaced(self.tb.admin_client(), namespace);
         self.wait_pod_running(&pods, &pod).await?;
         let csinodes: Api<CSINode> = Api::all(self.tb.admin_client());
@@ -481,6 +501,38 @@ impl Node<'_> {
                 .join(driver_name)
                 .join("csi.sock"),
         })
+    }
+
+    /// Packs each `(reference, static binary)` into a one-binary OCI image
+    /// (entrypoint `/<binary name>`) and imports it into the node's
+    /// containerd, for pods that run our own binaries. Local mode only.
+    ///
+    /// Errors: [`Error::Io`] when packing or `ctr images import` fails;
+    /// [`Error::Kubeconfig`] in external mode (load the images yourself).
+    pub async fn import_images(&self, images: &[(&str, &Path)]) -> Result<()> {
+        let Some(local) = &self.local else {
+            return Err(Error::Kubeconfig(
+                "images can only be imported into the test bed's own node".into(),
+            ));
+        };
+        let archives = images
+            .iter()
+            .map(|(reference, binary)| {
+                let name = binary
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let out = local.paths.images.join(format!("{name}.tar"));
+                node_images::pack(reference, binary, &out)?;
+                Ok(out)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        node_images::import_all(
+            &local.bin_dir.join("ctr"),
+            &local.paths.containerd_socket,
+            &archives,
+        )
+        .await
     }
 
     /// Waits until pod `name` is Running with every container ready.

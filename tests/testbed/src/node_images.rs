@@ -27,13 +27,20 @@ pub fn pack_all(bin_dir: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
         .iter()
         .map(|(reference, binary)| {
             let out = out_dir.join(format!("{binary}.tar"));
-            let spec = ImageSpec::single_binary(*reference, bin_dir.join(binary));
-            write_archive(&spec, &out).map_err(|e| {
-                Error::io(format!("pack image {reference}"), std::io::Error::other(e))
-            })?;
+            pack(reference, &bin_dir.join(binary), &out)?;
             Ok(out)
         })
         .collect()
+}
+
+/// Packs the static `binary` as image `reference` into the archive `out`.
+///
+/// Errors: [`Error::Io`] naming the image.
+pub fn pack(reference: &str, binary: &Path, out: &Path) -> Result<()> {
+    let spec = ImageSpec::single_binary(reference, binary);
+    write_archive(&spec, out)
+        .map(drop)
+        .map_err(|e| Error::io(format!("pack image {reference}"), std::io::Error::other(e)))
 }
 
 /// Imports `archives` into the containerd at `socket` with `ctr`.

@@ -40,6 +40,7 @@ func main() {
 	capacity := flag.Int64("capacity", 0, "total bytes: GetCapacity then reports this minus the sum of existing volumes' sizes (0: the service's fixed answer)")
 	nodeMountsOn := flag.Bool("node-mounts", false, "stage and publish with real bind mounts of a per-volume directory under --state-dir (needs privileges; for a driver running on a kubelet node)")
 	stateDir := flag.String("state-dir", "/var/lib/csi-testdriver", "where --node-mounts keeps one directory per volume")
+	probeFailFile := flag.String("probe-fail-file", "", "while this file exists, Probe answers ready=false (for liveness-probe tests)")
 	flag.Parse()
 
 	svc := service.New(service.Config{
@@ -64,6 +65,9 @@ func main() {
 	interceptors := []grpc.UnaryServerInterceptor{hostpathLike(svc, *nodeID, *capacity)}
 	if *nodeMountsOn {
 		interceptors = append(interceptors, nodeMounts(*stateDir))
+	}
+	if *probeFailFile != "" {
+		interceptors = append(interceptors, probeSwitch(*probeFailFile))
 	}
 	if *logCalls {
 		interceptors = append([]grpc.UnaryServerInterceptor{logInterceptor}, interceptors...)
