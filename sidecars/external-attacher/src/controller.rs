@@ -41,7 +41,7 @@ use crate::error::Error;
 
 /// How long a VolumeAttachment may wait for a worker before a `Waiting`
 /// Event says so (external-attacher#706).
-pub const BACKLOG_EVENT_AFTER: Duration = Duration::from_secs(30);
+pub const BACKLOG_EVENT_AFTER: Duration = Duration::from_secs(15);
 
 /// Upstream's queue names (`pkg/controller/controller.go`), plus ours for
 /// the detach lane.
@@ -849,12 +849,12 @@ async fn list_published(ctx: &Context) -> Result<HashMap<String, Vec<String>>, E
     }
 }
 
-/// Every 5 s: the backlog gauges, and a `Waiting` Event on each
+/// Every 2 s: the backlog gauges, and a `Waiting` Event on each
 /// VolumeAttachment that has waited longer than [`BACKLOG_EVENT_AFTER`]
 /// for a worker (once per wait).
 async fn watch_backlog(ctx: Arc<Context>) {
     loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let now = Instant::now();
         let waiting: Vec<((Lane, String), Duration)> = match ctx.backlog.waiting.lock() {
             Ok(w) => w
@@ -895,7 +895,7 @@ async fn watch_backlog(ctx: Arc<Context>) {
                         EventType::Normal,
                         "Waiting",
                         &format!(
-                            "waiting {}s for a free {label} worker: {} VolumeAttachments queued in the {label} lane, {} workers (--worker-threads)",
+                            "waited {}s for a free {label} worker: {} VolumeAttachment(s) queued in the {label} lane, --worker-threads={}",
                             waited.as_secs(),
                             in_lane.len(),
                             ctx.s.workers
