@@ -162,6 +162,9 @@ pub struct Context {
     busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     backlog: Backlog,
     metrics: BacklogMetrics,
+    /// VolumeAttachment versions this process has replaced, until the
+    /// watch delivers its writes ([`sidecar_runtime::own_writes`]).
+    own_writes: sidecar_runtime::own_writes::OwnWrites,
 }
 
 /// What [`run`] needs from start-up.
@@ -219,6 +222,7 @@ pub async fn run(
         busy: Mutex::default(),
         backlog: Backlog::default(),
         metrics,
+        own_writes: Default::default(),
     });
 
     let (attach_tx, attach_rx) = futures::channel::mpsc::unbounded::<VolumeAttachment>();
@@ -475,8 +479,12 @@ impl Context {
     }
 
     /// `csiAttach`: checks, PV finalizer, VA finalizer + node-ID annotation,
-    /// then ControllerPublish. Returns the publish context.
-    async fn attach(&self, va: &VolumeAttachment) -> Result<BTreeMap<String, String>, Error> {
+    /// then ControllerPublish. Returns the publish context and the version
+    /// the metadata patch wrote, if one was needed.
+    async fn attach(
+        &self,
+        va: &VolumeAttachment,
+    ) -> Result<(BTreeMap<String, String>, Option<String>), Error> {
         let (spec, migrated) = self.resolve(va, true).await?;
         let csi = decide::csi_source(&spec)?.clone();
         let cap = decide::volume_capability(
@@ -487,13 +495,16 @@ impl Context {
         let secrets = self.secrets(&spec).await?;
         let node = va.spec.node_name.as_str();
         let node_id = decide::node_id(self.csinode(node).as_deref(), node, &self.s.driver, None)?;
+        let mut written = None;
         if let Some(patch) = decide::va_metadata_patch(va, &self.finalizer, &node_id) {
-            self.patch_va(&va.name_any(), &patch, false)
+            let new = self
+                .patch_va(&va.name_any(), &patch, false)
                 .await
                 .map_err(|source| Error::Api {
                     what: "could not save VolumeAttachment".into(),
                     source,
                 })?;
+            written = new.metadata.resource_version;
         }
         let request = ControllerPublishVolumeRequest {
             volume_id: csi.volume_handle.clone(),
@@ -522,7 +533,7 @@ impl Context {
             rpc: "ControllerPublishVolume",
             status,
         })?;
-        Ok(response.publish_context.into_iter().collect())
+        Ok((response.publish_context.into_iter().collect(), written))
     }
 
     /// `csiDetach`: ControllerUnpublish, then finalizer, then status.
@@ -603,6 +614,16 @@ async fn reconcile_attach(va: Arc<VolumeAttachment>, ctx: Arc<Context>) -> Resul
     if Lane::of(&va) == Lane::Detach {
         return Ok(Action::await_change());
     }
+    // A version this process has already replaced (the watch has not
+    // delivered our own writes yet): publishing from it again would repeat
+    // the ControllerPublish; the event of our write triggers the next run.
+    let uid = va.metadata.uid.clone().unwrap_or_default();
+    if ctx
+        .own_writes
+        .is_stale(&uid, va.metadata.resource_version.as_deref())
+    {
+        return Ok(Action::await_change());
+    }
     let attached = va.status.as_ref().is_some_and(|s| s.attached);
     if !ctx.s.caps.publish_unpublish {
         if !attached {
@@ -623,13 +644,21 @@ async fn reconcile_attach(va: Arc<VolumeAttachment>, ctx: Arc<Context>) -> Resul
         return Ok(Action::await_change());
     }
     match ctx.attach(&va).await {
-        Ok(metadata) => {
-            ctx.patch_va(&name, &decide::attached_status_patch(&va, &metadata), true)
+        Ok((metadata, metadata_version)) => {
+            let new = ctx
+                .patch_va(&name, &decide::attached_status_patch(&va, &metadata), true)
                 .await
                 .map_err(|source| Error::Api {
                     what: "failed to mark as attached".into(),
                     source,
                 })?;
+            // Only when the status patch made a new version (whose event
+            // will come): the versions before it are now stale.
+            if new.metadata.resource_version != va.metadata.resource_version {
+                ctx.own_writes
+                    .replaced(&uid, va.metadata.resource_version.as_deref());
+                ctx.own_writes.replaced(&uid, metadata_version.as_deref());
+            }
             ctx.backoff.reset(&name);
             info!(va = %name, "attached");
             Ok(Action::await_change())
