@@ -234,3 +234,74 @@ async fn expansion_that_needs_the_node() -> anyhow::Result<()> {
     })
     .await
 }
+
+/// The claim is edited (a label) while ControllerExpandVolume is in flight
+/// (the driver's answer held back 3 s): the expansion's result still lands
+/// on the claim. Upstream's resourceVersion-checked status patch fails
+/// then; it sends a Warning `VolumeResizeFailed` and expands again. Ours
+/// re-applies the result to the edited claim: one `Resizing`, no failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_edited_during_expansion() -> anyhow::Result<()> {
+    Testbed::run(
+        TestbedOptions::default(),
+        async |tb: &Testbed| -> anyhow::Result<()> {
+            let s = common::scenario_via_proxy(tb, "e2e-resize-edit", DriverOptions::named(DRIVER))
+                .await?;
+            s.bound_claim("edited").await?;
+            let proxy = s.proxy.as_ref().expect("proxy");
+            proxy.set_delay(std::time::Duration::from_secs(3));
+            s.request("edited", "2Mi").await?;
+            poll("expansion in flight", WAIT, || async {
+                let r = s.record("edited").await?;
+                let resizing = r["claim"]["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Resizing"));
+                Ok(resizing.then_some(()))
+            })
+            .await?;
+            s.pvcs
+                .patch(
+                    "edited",
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"metadata": {"labels": {"edited": "yes"}}})),
+                )
+                .await?;
+            poll("edited expanded", WAIT, || async {
+                let r = s.record("edited").await?;
+                Ok((storage_of(&r["claim"]["status"]["capacity"]) == Some("2Mi")).then_some(()))
+            })
+            .await?;
+            proxy.set_delay(std::time::Duration::ZERO);
+            tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+            let r = s.record("edited").await?;
+            save("edited", &r)?;
+            ensure!(storage_of(&r["pv"]["capacity"]) == Some("2Mi"), "{r:#}");
+            ensure!(
+                r["claim"]["status"]
+                    .get("allocatedResourceStatuses")
+                    .is_none(),
+                "{r:#}"
+            );
+            if common::testing_ours() {
+                let events = r["events"].as_array().cloned().unwrap_or_default();
+                ensure!(
+                    !events.iter().any(|e| e["reason"] == "VolumeResizeFailed"),
+                    "{r:#}"
+                );
+                ensure!(
+                    events
+                        .iter()
+                        .any(|e| e["reason"] == "Resizing" && e["count"] == 1),
+                    "{r:#}"
+                );
+            }
+            ensure!(
+                s.resizer.is_running(),
+                "csi-resizer exited: {}",
+                s.resizer.log_tail(40)
+            );
+            Ok(())
+        },
+    )
+    .await
+}

@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use testbed::{DriverHandle, DriverOptions, ProcessHandle, Testbed};
+use testbed::{DelayProxy, DriverHandle, DriverOptions, ProcessHandle, Testbed};
 
 pub const DRIVER: &str = "hostpath.csi.k8s.io";
 pub const WAIT: Duration = Duration::from_secs(120);
@@ -47,12 +47,38 @@ pub struct Scenario {
     pub pvcs: Api<PersistentVolumeClaim>,
     pub pvs: Api<PersistentVolume>,
     pub events: Api<Event>,
+    /// With [`scenario_via_proxy`]: what the resizer dials.
+    pub proxy: Option<DelayProxy>,
+}
+
+/// True when the binary under test is ours.
+pub fn testing_ours() -> bool {
+    std::env::var_os("CSI_E2E_RESIZER_BIN").is_none()
 }
 
 pub async fn scenario(
     tb: &Testbed,
     prefix: &str,
     driver: DriverOptions,
+) -> anyhow::Result<Scenario> {
+    start(tb, prefix, driver, false).await
+}
+
+/// [`scenario`] with the resizer talking to the driver through a
+/// [`DelayProxy`] (no delay until the test sets one).
+pub async fn scenario_via_proxy(
+    tb: &Testbed,
+    prefix: &str,
+    driver: DriverOptions,
+) -> anyhow::Result<Scenario> {
+    start(tb, prefix, driver, true).await
+}
+
+async fn start(
+    tb: &Testbed,
+    prefix: &str,
+    driver: DriverOptions,
+    via_proxy: bool,
 ) -> anyhow::Result<Scenario> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -86,8 +112,22 @@ pub async fn scenario(
     Api::<StorageClass>::all(admin.clone())
         .create(&PostParams::default(), &sc)
         .await?;
+    let proxy = if via_proxy {
+        let listen = tb.run_dir().join(format!("proxy-{suffix}.sock"));
+        Some(DelayProxy::start(
+            &listen,
+            driver.socket_path(),
+            Duration::ZERO,
+        )?)
+    } else {
+        None
+    };
+    let address = proxy
+        .as_ref()
+        .map(|p| p.socket_path().to_path_buf())
+        .unwrap_or_else(|| driver.socket_path().to_path_buf());
     let args = vec![
-        format!("--csi-address={}", driver.socket_path().display()),
+        format!("--csi-address={}", address.display()),
         format!("--kubeconfig={kubeconfig}"),
         "-v=5".into(),
         "--leader-election".into(),
@@ -120,6 +160,7 @@ pub async fn scenario(
         csi,
         resizer,
         class,
+        proxy,
     })
 }
 
