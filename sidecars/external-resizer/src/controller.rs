@@ -524,6 +524,9 @@ async fn reconcile_resize(
         ctx.backoff.reset(&k);
         return Ok(Action::await_change());
     }
+    if !ctx.gates.recover_volume_expansion_failure {
+        return resize_legacy(&ctx, &pvc, &pv).await;
+    }
     let state = resize::resize_state(&pvc).to_string();
     let mem = ctx.memory(&k, |m| {
         let mem = Memory {
@@ -682,6 +685,141 @@ async fn reconcile_resize(
     }
     ctx.backoff.reset(&k);
     Ok(Action::await_change())
+}
+
+/// Upstream's `resizePVC`, the path with RecoverVolumeExpansionFailure
+/// off: the request itself is expanded, nothing is recorded in
+/// `allocatedResources`, and a failure is only an event (none for a
+/// conflict).
+async fn resize_legacy(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    pv: &PersistentVolume,
+) -> Result<Action, Error> {
+    let k = key(pvc);
+    if !resize::legacy_needs_resize(pvc, pv) {
+        ctx.backoff.reset(&k);
+        return Ok(Action::await_change());
+    }
+    let marked = ctx
+        .patch_claim(
+            pvc,
+            &resize::legacy_mark_in_progress(pvc, &now()),
+            true,
+            &format!("marking pvc {k:?} as resizing failed: Mark PVC {k:?} as resize as in progress failed"),
+        )
+        .await?;
+    if ctx.memory(&k, |m| m.in_use_error) && ctx.in_use(&marked) {
+        let msg = format!(
+            "Unable to expand {k} because CSI driver {} only supports offline expansion and volume is currently in-use",
+            ctx.driver.name
+        );
+        ctx.event(&marked, EventType::Warning, reason::RESIZE_FAILED, &msg);
+        return Err(Error::InUse(msg));
+    }
+    ctx.event(
+        &marked,
+        EventType::Normal,
+        reason::RESIZING,
+        &format!("External resizer is resizing volume {}", pv.name_any()),
+    );
+    ctx.memory(&k, |m| m.in_use_error = false);
+    let request = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .cloned()
+        .unwrap_or_default();
+    let result = async {
+        let (new_size, node_required) = match expand(ctx, pv, &request).await {
+            Ok(r) => r,
+            Err((text, code)) => {
+                if resize::classify(code).in_use && ctx.pods.is_some() {
+                    ctx.memory(&k, |m| m.in_use_error = true);
+                }
+                return Err(Error::Csi {
+                    message: format!(
+                        "resize volume {:?} by resizer {:?} failed: {text}",
+                        pv.name_any(),
+                        ctx.driver.name
+                    ),
+                    status: None,
+                });
+            }
+        };
+        let old_capacity = pvc
+            .status
+            .as_ref()
+            .and_then(|s| s.capacity.as_ref())
+            .and_then(|c| c.get("storage"))
+            .cloned()
+            .unwrap_or_default();
+        let patch = resize::pv_capacity_patch(
+            pv,
+            &new_size,
+            &old_capacity,
+            node_required,
+            ctx.gates.annotate_fs_resize,
+        );
+        ctx.patch_pv(
+            pv,
+            &patch,
+            format!(
+                "updating capacity of PV {:?} to {} failed",
+                pv.name_any(),
+                new_size.0
+            ),
+        )
+        .await?;
+        if node_required {
+            ctx.patch_claim_fresh(
+                &marked,
+                |c| resize::legacy_mark_node_pending(c, &now()),
+                &format!("mark PVC {k:?} as file system resize required failed"),
+            )
+            .await?;
+            ctx.event(
+                &marked,
+                EventType::Normal,
+                reason::FS_RESIZE_REQUIRED,
+                "Require file system resize of volume on node",
+            );
+        } else {
+            ctx.patch_claim_fresh(
+                &marked,
+                |c| resize::legacy_mark_finished(c, &new_size),
+                &format!("Mark PVC {k:?} as resize finished failed"),
+            )
+            .await?;
+            ctx.event(
+                &marked,
+                EventType::Normal,
+                reason::RESIZE_SUCCESSFUL,
+                "Resize volume succeeded",
+            );
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            ctx.backoff.reset(&k);
+            Ok(Action::await_change())
+        }
+        Err(e) => {
+            if !matches!(e, Error::Conflict(_)) {
+                ctx.event(
+                    &marked,
+                    EventType::Warning,
+                    reason::RESIZE_FAILED,
+                    &e.to_string(),
+                );
+            }
+            Err(e)
+        }
+    }
 }
 
 /// ControllerExpandVolume (or, for a node-only driver, nothing): the new

@@ -10,7 +10,6 @@ fn main() -> std::process::ExitCode {
     app::main(|args: ResizerArgs| async move {
         // Upstream treats a bad gate as fatal (klog.Fatal, exit 255).
         let gates = features::resolve(&args.feature_gates).unwrap_or_else(|e| app::fatal(e));
-        startup::check_flags(&gates)?;
         let mut sidecar =
             Sidecar::start(&args.common, &args.master, "csi-resizer", args.timeout).await?;
         let common = args.common.clone();

@@ -461,6 +461,59 @@ pub fn mark_finished(pvc: &PersistentVolumeClaim, size: &Quantity) -> Persistent
     new
 }
 
+/// Legacy path (RecoverVolumeExpansionFailure off), `pvNeedResize` past
+/// the support checks: a PV already as large as the request is resized
+/// again only while no `FileSystemResizePending` is recorded.
+pub fn legacy_needs_resize(pvc: &PersistentVolumeClaim, pv: &PersistentVolume) -> bool {
+    bytes(pv_capacity(pv)) < bytes(request(pvc))
+        || !has_condition(pvc, condition::FS_RESIZE_PENDING)
+}
+
+/// Legacy `markPVCResizeInProgress`: `Resizing=True`, other resize
+/// conditions dropped; nothing else. Written with a resourceVersion
+/// precondition.
+pub fn legacy_mark_in_progress(pvc: &PersistentVolumeClaim, now: &Time) -> PersistentVolumeClaim {
+    let mut new = pvc.clone();
+    let merged = merge_resize_conditions(
+        conditions(pvc),
+        vec![cond(condition::RESIZING, None, now)],
+        false,
+    );
+    new.status.get_or_insert_default().conditions = Some(merged);
+    new
+}
+
+/// Legacy `markPVCAsFSResizeRequired`: `FileSystemResizePending=True`,
+/// other resize conditions dropped.
+pub fn legacy_mark_node_pending(pvc: &PersistentVolumeClaim, now: &Time) -> PersistentVolumeClaim {
+    let mut new = pvc.clone();
+    let merged = merge_resize_conditions(
+        conditions(pvc),
+        vec![cond(
+            condition::FS_RESIZE_PENDING,
+            Some(FS_RESIZE_PENDING_MESSAGE.into()),
+            now,
+        )],
+        false,
+    );
+    new.status.get_or_insert_default().conditions = Some(merged);
+    new
+}
+
+/// Legacy `markPVCResizeFinished`: `status.capacity.storage = size`, resize
+/// conditions dropped.
+pub fn legacy_mark_finished(pvc: &PersistentVolumeClaim, size: &Quantity) -> PersistentVolumeClaim {
+    let mut new = pvc.clone();
+    let merged = merge_resize_conditions(conditions(pvc), Vec::new(), false);
+    let status = new.status.get_or_insert_default();
+    status
+        .capacity
+        .get_or_insert_default()
+        .insert("storage".into(), size.clone());
+    status.conditions = Some(merged);
+    new
+}
+
 /// The JSON merge patch of the claim's `status` subresource that turns
 /// `old` into `new`: the status fields the resizer writes (whole
 /// condition list, capacity, allocatedResources, allocatedResourceStatuses,
@@ -895,6 +948,51 @@ mod tests {
             .map(|c| c["type"].as_str().unwrap())
             .collect();
         assert_eq!(types, ["Other"]);
+    }
+
+    #[test]
+    fn legacy_path() {
+        let now = Time(jiff::Timestamp::UNIX_EPOCH);
+        let mut pvc = claim("2Gi", "1Gi", None, None);
+        assert!(legacy_needs_resize(&pvc, &volume("1Gi", "d")));
+        assert!(
+            legacy_needs_resize(&pvc, &volume("2Gi", "d")),
+            "status not recorded yet"
+        );
+        pvc.status.as_mut().unwrap().conditions = Some(vec![
+            cond("Other", None, &now),
+            cond(condition::FS_RESIZE_PENDING, None, &now),
+        ]);
+        assert!(!legacy_needs_resize(&pvc, &volume("2Gi", "d")));
+        let ip = legacy_mark_in_progress(&pvc, &now);
+        let types: Vec<_> = ip
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.type_.clone())
+            .collect();
+        assert_eq!(types, ["Other", "Resizing"]);
+        assert!(ip.status.as_ref().unwrap().allocated_resources.is_none());
+        let pending = legacy_mark_node_pending(&ip, &now);
+        let types: Vec<_> = pending
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.type_.clone())
+            .collect();
+        assert_eq!(types, ["Other", "FileSystemResizePending"]);
+        let done = legacy_mark_finished(&ip, &q("2Gi"));
+        let patch = claim_status_patch(&ip, &done, true);
+        assert_eq!(patch["status"]["capacity"]["storage"], "2Gi");
+        assert!(patch["metadata"].get("annotations").is_none());
     }
 
     #[test]

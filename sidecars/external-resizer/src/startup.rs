@@ -21,16 +21,6 @@ use crate::features::FeatureGates;
 use crate::names::queue_name;
 use crate::resize::DriverInfo;
 
-/// Gate combinations this resizer refuses (exit 1) before connecting.
-pub fn check_flags(gates: &FeatureGates) -> anyhow::Result<()> {
-    if !gates.recover_volume_expansion_failure {
-        bail!(
-            "RecoverVolumeExpansionFailure=false (upstream's legacy resize path) is not supported by this csi-resizer"
-        );
-    }
-    Ok(())
-}
-
 /// Whether the API server serves `storage.k8s.io/v1`
 /// VolumeAttributesClass (upstream `IsVolumeAttributesClassV1Enabled`).
 async fn vac_v1_served(client: &kube::Client) -> anyhow::Result<bool> {

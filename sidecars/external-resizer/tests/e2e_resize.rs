@@ -305,3 +305,78 @@ async fn claim_edited_during_expansion() -> anyhow::Result<()> {
     )
     .await
 }
+
+/// RecoverVolumeExpansionFailure off (upstream's legacy path): the request
+/// itself is expanded, nothing goes to `allocatedResources`, and a driver
+/// failure is only an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_path_without_recovery() -> anyhow::Result<()> {
+    Testbed::run(
+        TestbedOptions::default(),
+        async |tb: &Testbed| -> anyhow::Result<()> {
+            let driver = DriverOptions {
+                max_expand_bytes: 4 << 20,
+                ..DriverOptions::named(DRIVER)
+            };
+            let s = common::scenario_with_args(
+                tb,
+                "e2e-resize-legacy",
+                driver,
+                &["--feature-gates=RecoverVolumeExpansionFailure=false"],
+            )
+            .await?;
+            s.bound_claim("grow").await?;
+            s.request("grow", "2Mi").await?;
+            poll("legacy grow expanded", WAIT, || async {
+                let r = s.record("grow").await?;
+                Ok((storage_of(&r["claim"]["status"]["capacity"]) == Some("2Mi")).then_some(()))
+            })
+            .await?;
+            s.bound_claim("toobig").await?;
+            s.request("toobig", "8Mi").await?;
+            poll("legacy failure event", WAIT, || async {
+                let r = s.record("toobig").await?;
+                let failed = r["events"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|e| e["reason"] == "VolumeResizeFailed"));
+                Ok(failed.then_some(()))
+            })
+            .await?;
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let grow = s.record("grow").await?;
+            save("legacy-grow", &grow)?;
+            ensure!(
+                storage_of(&grow["pv"]["capacity"]) == Some("2Mi"),
+                "{grow:#}"
+            );
+            ensure!(
+                grow["claim"]["status"].get("allocatedResources").is_none(),
+                "{grow:#}"
+            );
+            let toobig = s.record("toobig").await?;
+            let mut toobig_saved = toobig.clone();
+            // How often the failure was retried depends on timing.
+            for e in toobig_saved["events"].as_array_mut().into_iter().flatten() {
+                e["count"] = json!("<n>");
+            }
+            save("legacy-toobig", &toobig_saved)?;
+            ensure!(
+                storage_of(&toobig["claim"]["status"]["capacity"]) == Some("1Mi"),
+                "{toobig:#}"
+            );
+            ensure!(
+                toobig["claim"]["status"]
+                    .get("allocatedResourceStatuses")
+                    .is_none(),
+                "{toobig:#}"
+            );
+            ensure!(
+                s.resizer.is_running(),
+                "csi-resizer exited: {}",
+                s.resizer.log_tail(40)
+            );
+            Ok(())
+        },
+    )
+    .await
+}

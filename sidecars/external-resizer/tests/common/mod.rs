@@ -61,7 +61,17 @@ pub async fn scenario(
     prefix: &str,
     driver: DriverOptions,
 ) -> anyhow::Result<Scenario> {
-    start(tb, prefix, driver, false).await
+    start(tb, prefix, driver, false, &[]).await
+}
+
+/// [`scenario`] with more resizer flags.
+pub async fn scenario_with_args(
+    tb: &Testbed,
+    prefix: &str,
+    driver: DriverOptions,
+    extra: &[&str],
+) -> anyhow::Result<Scenario> {
+    start(tb, prefix, driver, false, extra).await
 }
 
 /// [`scenario`] with the resizer talking to the driver through a
@@ -71,7 +81,7 @@ pub async fn scenario_via_proxy(
     prefix: &str,
     driver: DriverOptions,
 ) -> anyhow::Result<Scenario> {
-    start(tb, prefix, driver, true).await
+    start(tb, prefix, driver, true, &[]).await
 }
 
 async fn start(
@@ -79,6 +89,7 @@ async fn start(
     prefix: &str,
     driver: DriverOptions,
     via_proxy: bool,
+    extra: &[&str],
 ) -> anyhow::Result<Scenario> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -126,7 +137,7 @@ async fn start(
         .as_ref()
         .map(|p| p.socket_path().to_path_buf())
         .unwrap_or_else(|| driver.socket_path().to_path_buf());
-    let args = vec![
+    let mut args = vec![
         format!("--csi-address={}", address.display()),
         format!("--kubeconfig={kubeconfig}"),
         "-v=5".into(),
@@ -135,6 +146,7 @@ async fn start(
         "--retry-interval-start=500ms".into(),
         "--retry-interval-max=30s".into(),
     ];
+    args.extend(extra.iter().map(|a| a.to_string()));
     let resizer = tb.spawn(
         "csi-resizer",
         &resizer_binary(),
