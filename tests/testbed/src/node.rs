@@ -435,6 +435,22 @@ impl Node<'_> {
         namespace: &str,
         driver_name: &str,
     ) -> Result<NodeDriver> {
+        self.deploy_csi_driver_with(namespace, driver_name, false)
+            .await
+    }
+
+    /// [`Node::deploy_csi_driver`]; with `node_expansion_required` the
+    /// driver answers ControllerExpandVolume with
+    /// `node_expansion_required` and advertises the node EXPAND_VOLUME
+    /// capability, so the kubelet finishes expansions with
+    /// NodeExpandVolume.
+    pub async fn deploy_csi_driver_with(
+        &self,
+        namespace: &str,
+        driver_name: &str,
+        node_expansion_required: bool,
+    ) -> Result<NodeDriver> {
+        let expansion = node_expansion_required.to_string();
         let pod = format!("csi-driver-{}", self.tb.next_seq());
         let root = self.kubelet_root.display().to_string();
         self.tb
@@ -448,6 +464,7 @@ impl Node<'_> {
                     ("KUBELET_ROOT", &root),
                     ("DRIVER_IMAGE", node_config::DRIVER_IMAGE),
                     ("REGISTRAR_IMAGE", node_config::REGISTRAR_IMAGE),
+                    ("NODE_EXPANSION_REQUIRED", &expansion),
                 ],
             )
             .await?;

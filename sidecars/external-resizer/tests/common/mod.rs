@@ -40,7 +40,8 @@ pub fn resizer_binary() -> PathBuf {
 pub struct Scenario {
     pub ns: String,
     pub suffix: String,
-    pub driver: DriverHandle,
+    /// The driver process, unless the scenario uses a node plugin's socket.
+    pub driver: Option<DriverHandle>,
     pub csi: Connection,
     pub resizer: ProcessHandle,
     pub class: String,
@@ -61,7 +62,21 @@ pub async fn scenario(
     prefix: &str,
     driver: DriverOptions,
 ) -> anyhow::Result<Scenario> {
-    start(tb, prefix, driver, false, &[]).await
+    start(tb, prefix, Source::Own(driver), false, &[]).await
+}
+
+/// Where the scenario's driver comes from.
+pub enum Source {
+    /// A `csi-testdriver` process started for the scenario, in a new
+    /// namespace.
+    Own(DriverOptions),
+    /// A driver already serving `socket` (a node plugin), in namespace `ns`.
+    Existing { ns: String, socket: PathBuf },
+}
+
+/// [`scenario`] on a driver that is already running.
+pub async fn scenario_on(tb: &Testbed, prefix: &str, source: Source) -> anyhow::Result<Scenario> {
+    start(tb, prefix, source, false, &[]).await
 }
 
 /// [`scenario`] with more resizer flags.
@@ -71,7 +86,7 @@ pub async fn scenario_with_args(
     driver: DriverOptions,
     extra: &[&str],
 ) -> anyhow::Result<Scenario> {
-    start(tb, prefix, driver, false, extra).await
+    start(tb, prefix, Source::Own(driver), false, extra).await
 }
 
 /// [`scenario`] with the resizer talking to the driver through a
@@ -81,13 +96,13 @@ pub async fn scenario_via_proxy(
     prefix: &str,
     driver: DriverOptions,
 ) -> anyhow::Result<Scenario> {
-    start(tb, prefix, driver, true, &[]).await
+    start(tb, prefix, Source::Own(driver), true, &[]).await
 }
 
 async fn start(
     tb: &Testbed,
     prefix: &str,
-    driver: DriverOptions,
+    source: Source,
     via_proxy: bool,
     extra: &[&str],
 ) -> anyhow::Result<Scenario> {
@@ -96,10 +111,17 @@ async fn start(
         .unwrap_or_default()
         .subsec_nanos();
     let suffix = format!("{:04x}", (nanos ^ std::process::id()) as u16);
-    let ns = format!("{prefix}-{suffix}");
-    tb.create_namespace(&ns).await?;
-    tb.create_csidriver(DRIVER, false).await?;
-    let driver = tb.start_driver(driver).await?;
+    let (ns, driver, socket) = match source {
+        Source::Own(opts) => {
+            let ns = format!("{prefix}-{suffix}");
+            tb.create_namespace(&ns).await?;
+            tb.create_csidriver(DRIVER, false).await?;
+            let driver = tb.start_driver(opts).await?;
+            let socket = driver.socket_path().to_path_buf();
+            (ns, Some(driver), socket)
+        }
+        Source::Existing { ns, socket } => (ns, None, socket),
+    };
     tb.apply_manifest(
         &testbed::manifest_path("rbac-csi-resizer.yaml"),
         &[("NAMESPACE", ns.as_str())],
@@ -125,18 +147,14 @@ async fn start(
         .await?;
     let proxy = if via_proxy {
         let listen = tb.run_dir().join(format!("proxy-{suffix}.sock"));
-        Some(DelayProxy::start(
-            &listen,
-            driver.socket_path(),
-            Duration::ZERO,
-        )?)
+        Some(DelayProxy::start(&listen, &socket, Duration::ZERO)?)
     } else {
         None
     };
     let address = proxy
         .as_ref()
         .map(|p| p.socket_path().to_path_buf())
-        .unwrap_or_else(|| driver.socket_path().to_path_buf());
+        .unwrap_or_else(|| socket.clone());
     let mut args = vec![
         format!("--csi-address={}", address.display()),
         format!("--kubeconfig={kubeconfig}"),
@@ -154,7 +172,7 @@ async fn start(
         &[("KUBECONFIG", kubeconfig.as_str())],
     )?;
     let csi = Connection::connect(ConnectOptions {
-        address: driver.socket_path().display().to_string(),
+        address: socket.display().to_string(),
         timeout: Duration::from_secs(10),
         connect_timeout: Some(Duration::from_secs(10)),
         on_loss: LossPolicy::Reconnect,
