@@ -5,9 +5,9 @@
 //! its peak RSS and its CPU time, as a Markdown table.
 //!
 //! ```sh
-//! bash tests/testbed/build.sh upstream
+//! UP=$(bash tests/testbed/build.sh upstream | tail -1)
 //! cargo build --release -p external-resizer --bin csi-resizer && cargo build -p compare
-//! CSI_RESIZER_BIN=$PWD/target/release/csi-resizer target/debug/compare-resizer --claims 500
+//! CSI_RESIZER_BIN=$PWD/target/release/csi-resizer target/debug/compare-resizer --claims 500 --upstream $UP/csi-resizer
 //! ```
 
 #[allow(dead_code)]
