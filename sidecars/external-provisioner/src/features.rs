@@ -27,56 +27,8 @@ impl Default for FeatureGates {
     }
 }
 
-/// Generic component gates upstream's v6.3.0 binary lists in `--help`
-/// (from k8s.io/component-base); accepted and without effect here.
-const COMPONENT_GATES: &[&str] = &[
-    "APIResponseCompression",
-    "APIServerIdentity",
-    "APIServingWithRoutine",
-    "AllAlpha",
-    "AllBeta",
-    "AllowParsingUserUIDFromCertAuth",
-    "AllowUnsafeMalformedObjectDeletion",
-    "CBORServingAndStorage",
-    "ComponentFlagz",
-    "ComponentStatusz",
-    "ConcurrentWatchObjectDecode",
-    "ConstrainedImpersonation",
-    "CoordinatedLeaderElection",
-    "DeclarativeValidationBeta",
-    "DetectCacheInconsistency",
-    "ListFromCacheSnapshot",
-    "ManifestBasedAdmissionControlConfig",
-    "NativeHistograms",
-    "OpenAPIEnums",
-    "RemoteRequestHeaderUID",
-    "ShardedListAndWatch",
-    "SizeBasedListCostEstimate",
-    "StorageVersionAPI",
-    "StorageVersionHash",
-    "StructuredAuthenticationConfigurationEgressSelector",
-    "StructuredAuthenticationConfigurationJWKSMetrics",
-    "TokenRequestServiceAccountUIDValidation",
-    "UnauthenticatedHTTP2DOSMitigation",
-    "UnknownVersionInteroperabilityProxy",
-    "WatchCacheInitializationPostStartHook",
-    "WatchList",
-];
-
-/// Parses `Name=bool,Name=bool` (Go `strconv.ParseBool` values). Used as the
-/// flag's value parser, so bad syntax is a usage error (exit 2), as upstream.
-pub fn parse_pairs(text: &str) -> Result<BTreeMap<String, bool>, String> {
-    let mut out = BTreeMap::new();
-    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (name, value) = item
-            .split_once('=')
-            .ok_or_else(|| format!("missing bool value for {item}"))?;
-        let value = sidecar_runtime::flags::parse_go_bool(value.trim())
-            .map_err(|_| format!("invalid value of {name}: {value}"))?;
-        out.insert(name.trim().to_string(), value);
-    }
-    Ok(out)
-}
+use sidecar_runtime::feature_gates::is_component_gate;
+pub use sidecar_runtime::feature_gates::parse_pairs;
 
 /// Resolves parsed pairs into [`FeatureGates`].
 ///
@@ -90,7 +42,7 @@ pub fn resolve(pairs: &BTreeMap<String, bool>) -> Result<FeatureGates, String> {
             "CrossNamespaceVolumeDataSource" => gates.cross_namespace_volume_data_source = *value,
             "VolumeAttributesClass" => gates.volume_attributes_class = *value,
             "ReleaseLeaderElectionOnExit" => gates.release_leader_election_on_exit = *value,
-            other if COMPONENT_GATES.contains(&other) => {}
+            other if is_component_gate(other) => {}
             other => return Err(format!("unrecognized feature gate: {other}")),
         }
     }

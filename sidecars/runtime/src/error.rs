@@ -83,6 +83,9 @@ pub enum Error {
     /// Installing the global tracing subscriber, or an invalid `RUST_LOG`.
     #[error("failed to initialise logging: {0}")]
     LoggingInit(String),
+    /// Text that is not a Kubernetes resource quantity (or one out of range).
+    #[error("invalid quantity {0:?}")]
+    InvalidQuantity(String),
     /// A semantic check across flags that clap cannot express (upstream exits 1).
     #[error("{0}")]
     FlagValidation(String),
@@ -133,6 +136,7 @@ impl Error {
             | Error::LeaderElectionConfig(_)
             | Error::LoggingInit(_)
             | Error::FlagValidation(_)
+            | Error::InvalidQuantity(_)
             | Error::Csi { .. } => true,
             Error::HttpServe(_) => false,
             #[cfg(feature = "kube")]

@@ -13,6 +13,8 @@
 //! * [`shutdown`]: resolves on SIGTERM or SIGINT.
 //! * [`leader_health`]: the leadership state `/healthz/leader-election` reports.
 //! * [`process_metrics`]: the `process_*` metrics Go's client exposes.
+//! * [`quantity`]: Kubernetes resource quantities to and from bytes.
+//! * [`feature_gates`]: `--feature-gates` pairs and the generic component gates.
 //!
 //! The `http` feature (axum) adds the diagnostics server, for every sidecar
 //! that serves HTTP; the `kube` feature (kube client and runtime,
@@ -56,6 +58,7 @@ pub mod controller;
 pub mod error;
 #[cfg(feature = "kube")]
 pub mod events;
+pub mod feature_gates;
 #[cfg(feature = "kube")]
 pub mod finalizers;
 pub mod flags;
@@ -73,6 +76,7 @@ pub mod logging;
 pub mod own_writes;
 pub mod plain_http;
 pub mod process_metrics;
+pub mod quantity;
 pub mod shutdown;
 #[cfg(all(test, feature = "kube"))]
 mod test_api;

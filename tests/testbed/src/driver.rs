@@ -37,6 +37,12 @@ pub struct DriverOptions {
     /// `--capacity` in bytes: GetCapacity then reports this minus what the
     /// driver's volumes use. 0 (the default) keeps the service's fixed answer.
     pub capacity: i64,
+    /// ControllerExpandVolume answers `node_expansion_required`
+    /// (`--node-expansion-required`). Default false: controller-only.
+    pub node_expansion_required: bool,
+    /// ControllerExpandVolume above this many bytes fails with OutOfRange
+    /// (`--max-expand-bytes`). 0 (the default): no limit.
+    pub max_expand_bytes: i64,
 }
 
 impl Default for DriverOptions {
@@ -48,6 +54,8 @@ impl Default for DriverOptions {
             attach_limit: 0,
             node_id: String::new(),
             capacity: 0,
+            node_expansion_required: false,
+            max_expand_bytes: 0,
         }
     }
 }
@@ -125,6 +133,8 @@ impl Testbed {
             format!("--attach-limit={}", opts.attach_limit),
             format!("--nodeid={}", opts.node_id),
             format!("--capacity={}", opts.capacity),
+            format!("--node-expansion-required={}", opts.node_expansion_required),
+            format!("--max-expand-bytes={}", opts.max_expand_bytes),
             "--log-calls=true".into(),
         ];
         let process = self.spawn(

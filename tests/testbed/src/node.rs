@@ -435,11 +435,30 @@ impl Node<'_> {
         namespace: &str,
         driver_name: &str,
     ) -> Result<NodeDriver> {
+        self.deploy_csi_driver_with(namespace, driver_name, false)
+            .await
+    }
+
+    /// [`Node::deploy_csi_driver`]; with `node_expansion_required` the
+    /// driver answers ControllerExpandVolume with
+    /// `node_expansion_required` and advertises the node EXPAND_VOLUME
+    /// capability, so the kubelet finishes expansions with
+    /// NodeExpandVolume.
+    pub async fn deploy_csi_driver_with(
+        &self,
+        namespace: &str,
+        driver_name: &str,
+        node_expansion_required: bool,
+    ) -> Result<NodeDriver> {
+        let expansion = node_expansion_required.to_string();
         self.deploy_csi_driver_from(
             namespace,
             driver_name,
             &crate::manifest_path("node-csi-driver.yaml"),
-            &[("REGISTRAR_IMAGE", node_config::REGISTRAR_IMAGE)],
+            &[
+                ("REGISTRAR_IMAGE", node_config::REGISTRAR_IMAGE),
+                ("NODE_EXPANSION_REQUIRED", expansion.as_str()),
+            ],
         )
         .await
     }

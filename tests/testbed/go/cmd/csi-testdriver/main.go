@@ -24,6 +24,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"k8s.io/kubernetes/test/e2e/storage/drivers/csi-test/mock/service"
@@ -41,6 +42,8 @@ func main() {
 	nodeMountsOn := flag.Bool("node-mounts", false, "stage and publish with real bind mounts of a per-volume directory under --state-dir (needs privileges; for a driver running on a kubelet node)")
 	stateDir := flag.String("state-dir", "/var/lib/csi-testdriver", "where --node-mounts keeps one directory per volume")
 	probeFailFile := flag.String("probe-fail-file", "", "while this file exists, Probe answers ready=false (for liveness-probe tests)")
+	nodeExpansionRequired := flag.Bool("node-expansion-required", false, "ControllerExpandVolume answers node_expansion_required=true, so kubelet must call NodeExpandVolume")
+	maxExpandBytes := flag.Int64("max-expand-bytes", 0, "ControllerExpandVolume above this many bytes fails with OutOfRange, as a cloud's volume size limit (0: no limit)")
 	flag.Parse()
 
 	svc := service.New(service.Config{
@@ -48,6 +51,8 @@ func main() {
 		DisableAttach:  !*enableAttach,
 		EnableTopology: *enableTopology,
 		AttachLimit:    *attachLimit,
+
+		NodeExpansionRequired: *nodeExpansionRequired,
 	})
 	if err := dropSeededObjects(svc); err != nil {
 		log.Fatalf("removing seeded volumes: %v", err)
@@ -62,7 +67,7 @@ func main() {
 		log.Fatalf("listen on %s: %v", path, err)
 	}
 
-	interceptors := []grpc.UnaryServerInterceptor{hostpathLike(svc, *nodeID, *capacity)}
+	interceptors := []grpc.UnaryServerInterceptor{hostpathLike(svc, *nodeID, *capacity), expandLimit(*maxExpandBytes)}
 	if *nodeMountsOn {
 		interceptors = append(interceptors, nodeMounts(*stateDir))
 	}
@@ -113,6 +118,18 @@ func dropSeededObjects(svc service.Service) error {
 		}
 	}
 	return nil
+}
+
+// expandLimit refuses ControllerExpandVolume beyond max bytes with
+// OutOfRange, the answer a driver gives for a size its backend cannot
+// provide (0: no limit).
+func expandLimit(max int64) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if r, ok := req.(*csi.ControllerExpandVolumeRequest); ok && max > 0 && r.GetCapacityRange().GetRequiredBytes() > max {
+			return nil, status.Errorf(codes.OutOfRange, "requested size %d exceeds the maximum volume size %d", r.GetCapacityRange().GetRequiredBytes(), max)
+		}
+		return handler(ctx, req)
+	}
 }
 
 // logInterceptor prints one line per RPC: method, status code and duration.
