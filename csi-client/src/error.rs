@@ -12,6 +12,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// Kubernetes access modes that no CSI access mode represents
+    /// (csi-lib-utils `ToCSIAccessMode`'s errors, with its texts).
+    #[error("{0}")]
+    AccessModes(String),
     /// The `--csi-address` value cannot be dialled (empty, unknown scheme,
     /// TLS scheme, or a TCP address without a port).
     #[error("invalid CSI address {address:?}: {reason}")]
@@ -63,7 +67,7 @@ impl Error {
     pub fn is_final(&self) -> bool {
         match self {
             Error::Rpc { status, .. } => is_final_code(status.code()),
-            Error::EmptyDriverName => true,
+            Error::EmptyDriverName | Error::AccessModes(_) => true,
             Error::InvalidAddress { .. } | Error::Connect { .. } | Error::ProbeFailed(_) => false,
         }
     }

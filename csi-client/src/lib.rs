@@ -6,6 +6,7 @@
 //! `csi_sidecar_operations_seconds`), `protosanitizer`
 //! ([`strip_secrets_json`]) and `rpc` (driver name, capabilities, probing).
 
+pub mod access_modes;
 pub mod address;
 mod calls;
 pub mod capabilities;

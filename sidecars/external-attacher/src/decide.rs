@@ -120,41 +120,8 @@ pub fn csi_source(spec: &PersistentVolumeSpec) -> Result<&CSIPersistentVolumeSou
 /// The CSI access mode for all of the PV's access modes combined
 /// (`kubernetes-csi/csi-lib-utils:accessmodes/access_modes.go`, `ToCSIAccessMode`).
 pub fn access_mode(modes: &[String], single_node_multi_writer: bool) -> Result<Mode, Error> {
-    let has = |m: &str| modes.iter().any(|x| x == m);
-    if has("ReadWriteOncePod") {
-        if modes.len() > 1 {
-            return Err(Error::invalid(
-                "Kubernetes does not support use of ReadWriteOncePod with other access modes on the same PersistentVolume",
-            ));
-        }
-        return Ok(if single_node_multi_writer {
-            Mode::SingleNodeSingleWriter
-        } else {
-            Mode::SingleNodeWriter
-        });
-    }
-    if has("ReadWriteMany") {
-        return Ok(Mode::MultiNodeMultiWriter);
-    }
-    if has("ReadOnlyMany") && has("ReadWriteOnce") {
-        return Err(Error::invalid(
-            "CSI does not support ReadOnlyMany and ReadWriteOnce on the same PersistentVolume",
-        ));
-    }
-    if has("ReadOnlyMany") {
-        return Ok(Mode::MultiNodeReaderOnly);
-    }
-    if has("ReadWriteOnce") {
-        return Ok(if single_node_multi_writer {
-            Mode::SingleNodeMultiWriter
-        } else {
-            Mode::SingleNodeWriter
-        });
-    }
-    Err(Error::invalid(format!(
-        "unsupported AccessMode combination: [{}]",
-        modes.join(" ")
-    )))
+    csi_client::access_modes::to_csi_access_mode(modes, single_node_multi_writer)
+        .map_err(|e| Error::invalid(e.to_string()))
 }
 
 /// The one volume capability of ControllerPublish: block for

@@ -98,43 +98,8 @@ pub fn modify_secret(
 /// Errors: csi-lib-utils' texts for RWOP mixed with others, ROX+RWO, and
 /// anything else it does not map.
 pub fn access_mode(modes: &[String], single_node_multi_writer: bool) -> Result<Mode, Error> {
-    let has = |m: &str| modes.iter().any(|x| x == m);
-    if has("ReadWriteOncePod") {
-        let unique: std::collections::BTreeSet<&String> = modes.iter().collect();
-        if unique.len() > 1 {
-            return Err(Error::Request(
-                "Kubernetes does not support use of ReadWriteOncePod with other access modes on the same PersistentVolume".into(),
-            ));
-        }
-        return Ok(if single_node_multi_writer {
-            Mode::SingleNodeSingleWriter
-        } else {
-            Mode::SingleNodeWriter
-        });
-    }
-    if has("ReadWriteMany") {
-        return Ok(Mode::MultiNodeMultiWriter);
-    }
-    if has("ReadOnlyMany") && has("ReadWriteOnce") {
-        return Err(Error::Request(
-            "CSI does not support ReadOnlyMany and ReadWriteOnce on the same PersistentVolume"
-                .into(),
-        ));
-    }
-    if has("ReadOnlyMany") {
-        return Ok(Mode::MultiNodeReaderOnly);
-    }
-    if has("ReadWriteOnce") {
-        return Ok(if single_node_multi_writer {
-            Mode::SingleNodeMultiWriter
-        } else {
-            Mode::SingleNodeWriter
-        });
-    }
-    Err(Error::Request(format!(
-        "unsupported AccessMode combination: [{}]",
-        modes.join(" ")
-    )))
+    csi_client::access_modes::to_csi_access_mode(modes, single_node_multi_writer)
+        .map_err(|e| Error::Request(e.to_string()))
 }
 
 /// `GetVolumeCapabilities`: block for `volumeMode: Block`, else a mount
@@ -221,43 +186,6 @@ mod tests {
             ..Default::default()
         });
         pv
-    }
-
-    #[test]
-    fn access_mode_matrix() {
-        let m = |modes: &[&str], smw| {
-            access_mode(
-                &modes.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-                smw,
-            )
-        };
-        assert_eq!(
-            m(&["ReadWriteOnce"], false).unwrap(),
-            Mode::SingleNodeWriter
-        );
-        assert_eq!(
-            m(&["ReadWriteOnce"], true).unwrap(),
-            Mode::SingleNodeMultiWriter
-        );
-        assert_eq!(
-            m(&["ReadWriteOncePod"], true).unwrap(),
-            Mode::SingleNodeSingleWriter
-        );
-        assert_eq!(
-            m(&["ReadWriteOncePod"], false).unwrap(),
-            Mode::SingleNodeWriter
-        );
-        assert_eq!(
-            m(&["ReadWriteMany", "ReadOnlyMany"], false).unwrap(),
-            Mode::MultiNodeMultiWriter
-        );
-        assert_eq!(
-            m(&["ReadOnlyMany"], false).unwrap(),
-            Mode::MultiNodeReaderOnly
-        );
-        assert!(m(&["ReadOnlyMany", "ReadWriteOnce"], false).is_err());
-        assert!(m(&["ReadWriteOncePod", "ReadWriteOnce"], true).is_err());
-        assert!(m(&[], false).is_err());
     }
 
     #[test]
