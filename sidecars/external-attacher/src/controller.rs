@@ -618,10 +618,7 @@ async fn reconcile_attach(va: Arc<VolumeAttachment>, ctx: Arc<Context>) -> Resul
     // delivered our own writes yet): publishing from it again would repeat
     // the ControllerPublish; the event of our write triggers the next run.
     let uid = va.metadata.uid.clone().unwrap_or_default();
-    if ctx
-        .own_writes
-        .is_stale(&uid, va.metadata.resource_version.as_deref())
-    {
+    if ctx.own_writes.is_object_stale(va.as_ref()) {
         return Ok(Action::await_change());
     }
     let attached = va.status.as_ref().is_some_and(|s| s.attached);

@@ -54,10 +54,7 @@ pub(crate) async fn reconcile_claim(
 ) -> Result<Action, Error> {
     let _work = ctx.claims_queue.start(pvc.as_ref());
     let key = claim_key(&pvc);
-    if ctx.own_writes.is_stale(
-        &pvc.uid().unwrap_or_default(),
-        pvc.resource_version().as_deref(),
-    ) {
+    if ctx.own_writes.is_object_stale(pvc.as_ref()) {
         // Our own write is on its way through the watch and will trigger
         // the next reconcile; acting on this version would repeat work.
         return Ok(Action::await_change());

@@ -56,10 +56,7 @@ pub(crate) async fn reconcile_volume(
         // PV goes) needs nothing from us.
         return Ok(Action::await_change());
     }
-    if ctx
-        .own_writes
-        .is_stale(&uid, pv.resource_version().as_deref())
-    {
+    if ctx.own_writes.is_object_stale(pv.as_ref()) {
         // Our own finalizer edit or delete is on its way through the watch.
         return Ok(Action::await_change());
     }

@@ -487,10 +487,7 @@ async fn reconcile_resize(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let _work = ctx.resize_queue.start(pvc.as_ref());
-    if ctx.own_writes.is_stale(
-        &pvc.uid().unwrap_or_default(),
-        pvc.resource_version().as_deref(),
-    ) {
+    if ctx.own_writes.is_object_stale(pvc.as_ref()) {
         return Ok(Action::await_change());
     }
     let k = key(&pvc);
@@ -863,10 +860,7 @@ async fn reconcile_modify(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let _work = ctx.modify_queue.start(pvc.as_ref());
-    if ctx.own_writes.is_stale(
-        &pvc.uid().unwrap_or_default(),
-        pvc.resource_version().as_deref(),
-    ) {
+    if ctx.own_writes.is_object_stale(pvc.as_ref()) {
         return Ok(Action::await_change());
     }
     let k = key(&pvc);

@@ -106,6 +106,16 @@ impl OwnWrites {
         false
     }
 
+    /// [`is_stale`](OwnWrites::is_stale) for a cached object, keyed by its
+    /// UID at its resourceVersion, as the controllers record their writes.
+    pub fn is_object_stale<K: kube::Resource>(&self, obj: &K) -> bool {
+        let meta = obj.meta();
+        self.is_stale(
+            meta.uid.as_deref().unwrap_or_default(),
+            meta.resource_version.as_deref(),
+        )
+    }
+
     /// Records that this process created the object named `key`, which the
     /// cache may not hold yet.
     pub fn created(&self, key: &str) {
@@ -179,6 +189,17 @@ impl OwnWrites {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_is_looked_up_by_uid_and_resource_version() {
+        let w = OwnWrites::default();
+        let mut cm = k8s_openapi::api::core::v1::ConfigMap::default();
+        cm.metadata.uid = Some("uid-1".into());
+        cm.metadata.resource_version = Some("5".into());
+        assert!(!w.is_object_stale(&cm));
+        w.replaced("uid-1", Some("5"));
+        assert!(w.is_object_stale(&cm));
+    }
 
     #[test]
     fn a_finished_object_stays_finished_whatever_version_shows_up() {

@@ -165,10 +165,7 @@ where
     if cached.uid() != obj.uid() {
         return None;
     }
-    if own_writes.is_stale(
-        &obj.uid().unwrap_or_default(),
-        cached.resource_version().as_deref(),
-    ) {
+    if own_writes.is_object_stale(cached.as_ref()) {
         return Some(obj.clone());
     }
     Some((*cached).clone())
