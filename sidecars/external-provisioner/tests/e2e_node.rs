@@ -17,51 +17,11 @@ use std::time::Instant;
 
 use anyhow::{Context as _, ensure};
 use common::{DRIVER, WAIT, claim, poll, storage_class, wait_bound};
-use k8s_openapi::api::core::v1::{
-    Container, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod,
-    PodSpec, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use testbed::{Node, NodeDriver, PAUSE_IMAGE, Testbed, TestbedOptions};
-
-/// A pod on `node` that mounts claim `claim` at /data; the pause image is
-/// the only workload image the node has, and all it must do is run.
-fn workload_pod(name: &str, node: &str, claim: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some(node.into()),
-            termination_grace_period_seconds: Some(2),
-            containers: vec![Container {
-                name: "app".into(),
-                image: Some(PAUSE_IMAGE.into()),
-                image_pull_policy: Some("Never".into()),
-                volume_mounts: Some(vec![VolumeMount {
-                    name: "data".into(),
-                    mount_path: "/data".into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }],
-            volumes: Some(vec![Volume {
-                name: "data".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: claim.into(),
-                    read_only: Some(false),
-                }),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+use testbed::{Node, NodeDriver, Testbed, TestbedOptions};
 
 /// Count of successful calls of `method` (e.g. `NodePublishVolume`) in the
 /// driver's log; the driver logs `/csi.v1.Node/<method> OK <duration>`.
@@ -155,7 +115,7 @@ async fn pod_with_claim_runs_on_a_real_kubelet() -> anyhow::Result<()> {
         let t_pod = Instant::now();
         pods.create(
             &PostParams::default(),
-            &workload_pod("app", node.name(), "data"),
+            &testbed::workload_pod("app", node.name(), "data"),
         )
         .await?;
         node.wait_pod_running(&pods, "app").await?;

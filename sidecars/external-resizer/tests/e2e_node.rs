@@ -10,48 +10,11 @@ mod common;
 
 use anyhow::{Context as _, ensure};
 use common::{DRIVER, WAIT, poll, save};
-use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Volume, VolumeMount,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::Value;
-use testbed::{PAUSE_IMAGE, Testbed, TestbedOptions};
-
-fn pod(name: &str, node: &str, claim: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some(node.into()),
-            termination_grace_period_seconds: Some(2),
-            containers: vec![Container {
-                name: "app".into(),
-                image: Some(PAUSE_IMAGE.into()),
-                image_pull_policy: Some("Never".into()),
-                volume_mounts: Some(vec![VolumeMount {
-                    name: "data".into(),
-                    mount_path: "/data".into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }],
-            volumes: Some(vec![Volume {
-                name: "data".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: claim.into(),
-                    read_only: Some(false),
-                }),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+use testbed::{Testbed, TestbedOptions};
 
 fn storage_of(v: &Value) -> Option<&str> {
     v.get("storage").and_then(Value::as_str)
@@ -82,8 +45,11 @@ async fn kubelet_finishes_the_expansion() -> anyhow::Result<()> {
         .await?;
         s.bound_claim("data").await?;
         let pods: Api<Pod> = Api::namespaced(tb.admin_client(), &ns);
-        pods.create(&PostParams::default(), &pod("app", node.name(), "data"))
-            .await?;
+        pods.create(
+            &PostParams::default(),
+            &testbed::workload_pod("app", node.name(), "data"),
+        )
+        .await?;
         node.wait_pod_running(&pods, "app").await?;
 
         s.request("data", "2Mi").await?;

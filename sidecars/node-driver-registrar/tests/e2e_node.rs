@@ -20,9 +20,9 @@ use anyhow::{Context as _, ensure};
 use csi_client::csi::v1 as csi;
 use csi_client::{ConnectOptions, Connection};
 use k8s_openapi::api::core::v1::{
-    CSIPersistentVolumeSource, ConfigMap, Container, Node as KubeNode, PersistentVolume,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PersistentVolumeSpec, Pod, PodSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    CSIPersistentVolumeSource, ConfigMap, Node as KubeNode, PersistentVolume,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeSpec, Pod,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -32,7 +32,7 @@ use node_common::{
     DRIVER, Ours, TOPOLOGY_KEY, WAIT, csinode_driver, deploy_ours, kill_driver, log_count, poll,
     restarts,
 };
-use testbed::{Node, PAUSE_IMAGE, Testbed, TestbedOptions};
+use testbed::{Node, Testbed, TestbedOptions};
 
 const REGISTERED: &str = "The kubelet registered the driver";
 
@@ -114,40 +114,6 @@ async fn static_volume(tb: &Testbed, ours: &Ours, ns: &str, name: &str) -> anyho
     Ok(volume.volume_id)
 }
 
-fn workload_pod(name: &str, node: &str, claim: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some(node.into()),
-            termination_grace_period_seconds: Some(2),
-            containers: vec![Container {
-                name: "app".into(),
-                image: Some(PAUSE_IMAGE.into()),
-                image_pull_policy: Some("Never".into()),
-                volume_mounts: Some(vec![VolumeMount {
-                    name: "data".into(),
-                    mount_path: "/data".into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }],
-            volumes: Some(vec![Volume {
-                name: "data".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: claim.into(),
-                    read_only: Some(false),
-                }),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn host_mounts_containing(part: &str) -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -221,7 +187,7 @@ async fn kubelet_registers_through_our_registrar_and_mounts() -> anyhow::Result<
         let pods: Api<Pod> = Api::namespaced(tb.admin_client(), &ns);
         pods.create(
             &PostParams::default(),
-            &workload_pod("app", node.name(), "data"),
+            &testbed::workload_pod("app", node.name(), "data"),
         )
         .await?;
         node.wait_pod_running(&pods, "app").await?;

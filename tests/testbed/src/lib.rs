@@ -53,6 +53,7 @@ mod restart;
 mod snapshot_crds;
 mod static_bin;
 mod testbed;
+mod workload;
 
 pub use binaries::{BIN_ENV, CORE_BINARIES, NODE_BINARIES, build_command, build_script, repo_root};
 pub use cluster::{CONTROLLER_MANAGED_ATTACH, TOKEN_EXPIRATION_SECONDS};
@@ -80,6 +81,7 @@ pub use snapshot_crds::{
 };
 pub use static_bin::{STATIC_RUSTFLAGS, static_binary, static_binary_env};
 pub use testbed::{KEEP_ENV, Testbed, TestbedOptions};
+pub use workload::workload_pod;
 
 /// Path of a file in `tests/testbed/manifests/`, e.g.
 /// `manifest_path("rbac-csi-provisioner.yaml")`.
