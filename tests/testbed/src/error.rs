@@ -91,6 +91,15 @@ pub enum Error {
         log_tail: String,
     },
 
+    /// [`crate::poll`] gave up.
+    #[error("timed out after {waited:?} waiting for {what}")]
+    PollTimeout {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        waited: Duration,
+    },
+
     /// Certificate or key generation failed.
     #[error("pki: {0}")]
     Pki(String),

@@ -48,6 +48,7 @@ mod node_images;
 mod node_lock;
 mod node_teardown;
 mod pki;
+mod poll;
 mod process;
 mod restart;
 mod snapshot_crds;
@@ -75,6 +76,7 @@ pub use node_images::NODE_IMAGES;
 pub use node_lock::{NODE_LOCK_PATH, NodeLock};
 pub use node_teardown::TeardownReport;
 pub use pki::ADMIN_USER;
+pub use poll::poll;
 pub use process::{ProcessHandle, STOP_GRACE};
 pub use snapshot_crds::{
     CRD_ESTABLISHED_TIMEOUT, SNAPSHOT_CLIENT_MODULE, SNAPSHOT_CRD_FILES, snapshot_client_module_dir,

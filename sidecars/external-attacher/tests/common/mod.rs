@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use csi_client::csi::v1::volume_capability::access_mode::Mode;
 use csi_client::csi::v1::volume_capability::{AccessMode, AccessType, MountVolume};
 use csi_client::csi::v1::{CreateVolumeRequest, ListVolumesRequest, VolumeCapability};
@@ -37,23 +37,7 @@ pub fn attacher_binary() -> PathBuf {
 pub fn testing_ours() -> bool {
     std::env::var_os("CSI_E2E_ATTACHER_BIN").is_none()
 }
-
-pub async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+pub use testbed::poll;
 
 pub async fn connect(socket: &std::path::Path) -> anyhow::Result<Connection> {
     Ok(Connection::connect(ConnectOptions {

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use csi_client::csi::v1::ListVolumesRequest;
 use csi_client::{ConnectOptions, Connection, LossPolicy};
 use k8s_openapi::api::core::v1::{
@@ -108,23 +108,7 @@ pub fn spawn_provisioner(
         &[("KUBECONFIG", setup.kubeconfig.as_str())],
     )?)
 }
-
-pub async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+pub use testbed::poll;
 
 pub fn storage_class(name: &str, params: &[(&str, &str)]) -> StorageClass {
     StorageClass {

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use csi_client::csi::v1::volume_capability::{
     AccessMode, AccessType, MountVolume, access_mode::Mode,
 };
@@ -193,23 +193,7 @@ async fn start(
         proxy,
     })
 }
-
-pub async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+pub use testbed::poll;
 
 fn storage(q: &str) -> BTreeMap<String, Quantity> {
     [("storage".to_string(), Quantity(q.into()))].into()

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::storage::v1::{CSINode, CSINodeDriver};
 use kube::Api;
@@ -122,24 +122,7 @@ pub async fn restarts(tb: &Testbed, ours: &Ours, container: &str) -> anyhow::Res
         .with_context(|| format!("no status of container {container}"))
 }
 
-/// Polls `f` every 250 ms until it gives `Some`, failing after `limit`
-/// with `what`.
-pub async fn poll<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+pub use testbed::poll;
 
 /// SIGKILLs the driver's process (found by its unique `--state-dir`
 /// argument in `/proc`); the kubelet then restarts the container.
