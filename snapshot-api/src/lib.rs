@@ -33,6 +33,7 @@
 //! This crate does no I/O and has no errors of its own.
 
 pub mod groupsnapshot;
+pub mod names;
 pub mod snapshot;
 
 pub use snapshot::v1::{VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent};
