@@ -1,5 +1,5 @@
 //! csi-provisioner's command line: upstream v6.3.0's flags and defaults
-//! (contract A1.1), plus the shared sidecar, retry and logging flags from
+//! (`external-provisioner: cmd/csi-provisioner/csi-provisioner.go`), plus the shared sidecar, retry and logging flags from
 //! the runtime crate.
 
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! PVC access modes and volume mode → CSI `VolumeCapability` list.
 //!
 //! Mirrors csi-lib-utils `accessmodes.ToCSIAccessMode` and
-//! external-provisioner's per-access-mode capability list (contract A4.3
-//! step 10).
+//! external-provisioner's per-access-mode capability list
+//! (`pkg/controller/controller.go` `getVolumeCapability`).
 
 use csi_client::csi::v1::VolumeCapability;
 use csi_client::csi::v1::volume_capability::{

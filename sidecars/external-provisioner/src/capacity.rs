@@ -1,4 +1,4 @@
-//! CSIStorageCapacity production (`--enable-capacity`, contract A4.12): the
+//! CSIStorageCapacity production (`--enable-capacity`, `external-provisioner: pkg/capacity/capacity.go`): the
 //! pure parts.
 //!
 //! The controller (elsewhere) watches Nodes, CSINodes, StorageClasses and
@@ -11,7 +11,7 @@
 //! 3. [`get_capacity_request`] per item; the answer goes into a
 //!    [`DesiredEntry`].
 //! 4. [`plan_capacity`]: creates, updates and deletes that bring the
-//!    existing objects in line, plus the three gauge values of contract A6.1.
+//!    existing objects in line, plus the values of its three gauges.
 //! 5. [`refresh_after_provision`], [`items_for_node_affinity`],
 //!    [`items_for_class`]: which items to poll early after a Provision or
 //!    Delete.
@@ -330,7 +330,7 @@ pub struct DesiredEntry {
     pub capacity: Option<GetCapacityResponse>,
 }
 
-/// Values of the three capacity gauges (contract A6.1).
+/// Values of the three capacity gauges (`pkg/capacity/capacity.go`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CapacityGauges {
     /// `csistoragecapacities_desired_goal`: number of work items.

@@ -1,6 +1,6 @@
 //! What a failed CreateVolume means for the claim.
 //!
-//! Mirrors external-provisioner's `checkError` table (contract A4.4), plus
+//! Mirrors external-provisioner's `checkError` table (`pkg/controller/controller.go`), plus
 //! one rule of ours for claims deleted mid-provisioning.
 
 use tonic::Code;

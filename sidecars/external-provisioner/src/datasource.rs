@@ -2,7 +2,8 @@
 //! claim can be cloned now.
 //!
 //! Mirrors external-provisioner's data-source normalisation and
-//! `getPVCSource` checks (contract A4.3 step 1 and 3, A4.10).
+//! `getPVCSource` checks (`external-provisioner: pkg/controller/controller.go`
+//! `dataSource`, `getPVCSource`).
 
 use csi_client::csi::v1::VolumeContentSource;
 use csi_client::csi::v1::volume_content_source::{Type as SourceType, VolumeSource};

@@ -2,7 +2,8 @@
 //! finalizer added or removed, or DeleteVolume then the PV deleted.
 //!
 //! Mirrors the library's `shouldDelete` and the always-on
-//! HonorPVReclaimPolicy finalizer rules (contract A4.8), with CSI migration:
+//! HonorPVReclaimPolicy finalizer rules (`sig-storage-lib-external-provisioner:
+//! controller/controller.go`), with CSI migration:
 //! in-tree PVs of a migration driver are owned and deleted through their CSI
 //! translation ([`crate::migration`]).
 

@@ -1,5 +1,6 @@
 //! `--feature-gates`: upstream's provisioner gates plus the generic
-//! Kubernetes component gates its binary also accepts (contract A1.3).
+//! Kubernetes component gates its binary also accepts
+//! (`external-provisioner: cmd/csi-provisioner/csi-provisioner.go`, `main`).
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,6 @@
 //! The provisioner's own metrics, named and labelled as upstream's
-//! (contract A6.1): provision and delete counters and durations.
+//! (`sig-storage-lib-external-provisioner: controller/metrics`): provision and
+//! delete counters and durations.
 
 use std::time::Duration;
 

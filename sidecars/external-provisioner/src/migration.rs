@@ -1,5 +1,6 @@
 //! CSI migration: serving an in-tree plugin's claims and volumes with the CSI
-//! driver that replaced it (contract A4.1 step 6, A4.2–A4.4, A4.6, A4.8).
+//! driver that replaced it (`external-provisioner: pkg/controller/controller.go`,
+//! the `translator` and `supportsMigrationFromInTreePluginName` paths).
 //!
 //! When the driver is a migration target (e.g. `cinder.csi.openstack.org`
 //! for `kubernetes.io/cinder`, see [`csi_translation`]), the

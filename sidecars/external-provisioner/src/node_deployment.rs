@@ -1,5 +1,6 @@
 //! `--node-deployment`: one provisioner per node, each creating volumes only
-//! on its own node (contract A4.13).
+//! on its own node (`external-provisioner: pkg/controller/controller.go`
+//! `internalNodeDeployment`, `ShouldProvision`).
 //!
 //! Rules here are pure; the claim and volume controllers apply them.
 

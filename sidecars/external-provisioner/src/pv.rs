@@ -1,8 +1,10 @@
 //! The PersistentVolume saved after a successful CreateVolume.
 //!
 //! Mirrors external-provisioner's PV construction plus the library's
-//! post-processing (claimRef, finalizer, provisioned-by, storage class;
-//! contract A4.6).
+//! post-processing (claimRef, finalizer, provisioned-by, storage class):
+//! `external-provisioner: pkg/controller/controller.go` `Provision`, and
+//! `sig-storage-lib-external-provisioner: controller/controller.go`
+//! `provisionClaimOperation`.
 
 use std::collections::BTreeMap;
 

@@ -3,7 +3,9 @@
 //! CreateVolume content source, and the source-protection finalizer.
 //!
 //! Mirrors external-provisioner's `getSnapshotSource` and its orphaned
-//! snapshot-finalizer sweep (contract A3.1, A4.3 steps 3 and 11, A4.10).
+//! snapshot-finalizer sweep (`external-provisioner: pkg/controller/controller.go`
+//! `getSnapshotSource`, `setSnapshotFinalizer`;
+//! `pkg/controller/snapshot_finalizer_controller.go`).
 //! Everything here is pure: the controller GETs the objects and lists the
 //! caches, then asks these functions what to do.
 //!

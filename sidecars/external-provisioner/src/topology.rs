@@ -1,5 +1,5 @@
 //! Topology: the `accessibility_requirements` of CreateVolume and the PV's
-//! `nodeAffinity` (contract A4.6, A4.7, A4.9).
+//! `nodeAffinity` (`external-provisioner: pkg/controller/topology.go`).
 //!
 //! Everything here is a pure function over values the controller already
 //! holds (StorageClass `allowedTopologies`, the claim's selected node, and
@@ -101,7 +101,8 @@ pub struct TopologyInputs<'a, N = Node, C = CSINode> {
     pub nodes: &'a [N],
 }
 
-/// Computes CreateVolume's `accessibility_requirements` (contract A4.9).
+/// Computes CreateVolume's `accessibility_requirements`
+/// (`pkg/controller/topology.go` `GenerateAccessibilityRequirements`).
 ///
 /// * Selected node + `strict_topology`: requisite = preferred = the selected
 ///   node's segment; with `allowedTopologies`, some flattened term must be a
@@ -221,7 +222,7 @@ pub fn flatten_allowed_topologies(allowed: &[TopologySelectorTerm]) -> Vec<Topol
 }
 
 /// The PV's `spec.nodeAffinity` from CreateVolume's `accessible_topology`
-/// (contract A4.6): one `NodeSelectorTerm` per topology, each segment an `In`
+/// (`pkg/controller/topology.go` `GenerateVolumeNodeAffinity`): one `NodeSelectorTerm` per topology, each segment an `In`
 /// requirement with its single value, keys sorted.
 ///
 /// `None` when there is no topology. Topologies without segments are
@@ -316,7 +317,7 @@ fn parse_decimal_u32(s: &str) -> Option<u32> {
     s.parse().ok()
 }
 
-/// Per-claim snapshot of the computed requirement (contract A4.7), so every
+/// Per-claim snapshot of the computed requirement, so every
 /// CreateVolume retry for a claim sends identical `accessibility_requirements`
 /// even when Nodes or CSINodes change or disappear meanwhile.
 ///

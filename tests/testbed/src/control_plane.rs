@@ -1,10 +1,10 @@
 //! The local control plane: etcd, kube-apiserver and kube-controller-manager
 //! as child processes on loopback, with readiness checks.
 //!
-//! No kubelet and no scheduler run: tests create Nodes and CSINodes
-//! themselves, set `volume.kubernetes.io/selected-node` by hand for
-//! WaitForFirstConsumer, and force-delete pods (see
-//! `shared/upstream/test-infra.md` §3.4).
+//! No scheduler runs, and no kubelet unless the test bed asks for the real
+//! node (`TestbedOptions::with_node`): control-plane-only tests create Nodes
+//! and CSINodes themselves, set `volume.kubernetes.io/selected-node` by hand
+//! for WaitForFirstConsumer, and force-delete pods.
 
 use std::path::Path;
 use std::sync::Arc;
