@@ -2,7 +2,7 @@
 //! sidecar consumes, fsType selection, and what reaches the driver.
 //!
 //! Mirrors external-provisioner `pkg/controller/controller.go`
-//! (`removePrefixedParameters` and the fsType rules, contract section A3.2).
+//! (`removePrefixedParameters` and the fsType rules of `pkg/controller/controller.go`).
 
 use std::collections::BTreeMap;
 

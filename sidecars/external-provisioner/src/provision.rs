@@ -3,8 +3,8 @@
 //!
 //! Pure: inputs are the claim, its StorageClass and whether the PV exists;
 //! the controller does every call. Mirrors sig-storage-lib-external-provisioner
-//! `shouldProvision` and external-provisioner `prepareProvision` (contract
-//! A4.2, A4.3).
+//! `shouldProvision` and external-provisioner `prepareProvision`
+//! (`pkg/controller/controller.go`).
 
 use std::collections::BTreeMap;
 

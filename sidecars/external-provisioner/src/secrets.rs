@@ -1,7 +1,7 @@
 //! Secret references from StorageClass parameters and their `${…}` templates.
 //!
 //! Mirrors external-provisioner's `getSecretReference` / `resolveTemplate`
-//! (contract section A3.2): seven secret kinds, a default pair, deprecated
+//! (`pkg/controller/controller.go`): seven secret kinds, a default pair, deprecated
 //! keys for four kinds, and Go `os.Expand` template syntax.
 
 use std::collections::BTreeMap;
