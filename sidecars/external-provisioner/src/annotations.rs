@@ -27,10 +27,11 @@ pub const MODIFY_SECRET_NAMESPACE: &str = "volume.kubernetes.io/controller-modif
 pub const PROVISIONER_IDENTITY: &str = "storage.kubernetes.io/csiProvisionerIdentity";
 /// PV finalizer held until DeleteVolume succeeded.
 pub const PV_FINALIZER: &str = "external-provisioner.volume.kubernetes.io/finalizer";
-/// PVC finalizer recording that CreateVolume may have been called for this
-/// claim and no PV records the volume yet. Ours, not upstream's: it is what
-/// lets a restarted provisioner clean up after a crash (see the crate docs,
-/// "No leaked volumes").
+/// PVC finalizer with which earlier versions recorded that CreateVolume may
+/// have been called for this claim and no PV records the volume yet. Ours,
+/// not upstream's. No longer written (the record is now kept in Leases, see
+/// [`crate::intents`]), but claims that carry it are still finished and
+/// released.
 pub const CREATE_INTENT_FINALIZER: &str =
     "external-provisioner.volume.kubernetes.io/create-in-progress";
 /// Source-PVC finalizer held while a clone of it is being provisioned.

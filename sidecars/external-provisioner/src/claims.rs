@@ -1,6 +1,8 @@
 //! The claim controller's I/O: PVC → (intent) → CreateVolume → PV →
 //! (release), or, for a claim deleted mid-provisioning, CreateVolume →
-//! DeleteVolume → (release).
+//! DeleteVolume → (release). The intent is an entry in the creation-intent
+//! record ([`crate::intents`]); claims from before it carry a finalizer
+//! instead, which is still honoured.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -82,6 +84,8 @@ pub(crate) async fn reconcile_claim(
     }
     let class_name = class_of(&pvc);
     let class = ctx.classes.get(&ObjectRef::new(&class_name));
+    let uid = pvc.uid().unwrap_or_default();
+    let logged = ctx.intents.is_recorded(&uid);
     let decision = decide_claim(
         &pvc,
         class.as_deref(),
@@ -89,6 +93,7 @@ pub(crate) async fn reconcile_claim(
             ctx.own_writes
                 .exists(name, ctx.volumes.get(&ObjectRef::new(name)).is_some())
         },
+        logged,
         &ctx.cfg,
     );
     let decision = match decision {
@@ -122,7 +127,10 @@ pub(crate) async fn reconcile_claim(
                 .node
                 .as_ref()
                 .is_none_or(|n| selected_node(&pvc) == Some(n.name.as_str()));
-            if mine {
+            if mine && logged {
+                ctx.intents.clear(&uid);
+            }
+            if mine && has_create_intent(&pvc) {
                 // A claim being deleted waits for this write; a Bound one
                 // does not, so under a throttle with a backlog its release
                 // yields to provisioning, without holding a worker.
@@ -144,6 +152,9 @@ pub(crate) async fn reconcile_claim(
                 .as_ref()
                 .is_none_or(|n| selected_node(&pvc) == Some(n.name.as_str()));
             if mine {
+                let Some(_busy) = ctx.intents.try_begin(&uid) else {
+                    return Ok(ctx.claims_queue.requeue(pvc.as_ref(), BUSY_RETRY));
+                };
                 undo(&ctx, &pvc, &plan).await?;
             }
             Action::await_change()
@@ -161,6 +172,9 @@ pub(crate) async fn reconcile_claim(
                     NodeCheck::Claim => return become_owner(&ctx, &pvc, node, &plan).await,
                 }
             }
+            let Some(_busy) = ctx.intents.try_begin(&uid) else {
+                return Ok(ctx.claims_queue.requeue(pvc.as_ref(), BUSY_RETRY));
+            };
             return provision_claim(&ctx, &pvc, &plan, record_intent).await;
         }
     };
@@ -175,13 +189,16 @@ pub(crate) async fn reconcile_claim(
 /// `shouldProvision` does. A deleted claim still carrying the creation
 /// intent is being cleaned up, not provisioned.
 async fn decide_failed(ctx: &Context, pvc: &PersistentVolumeClaim, class: &str, e: &Error) {
-    if pvc.metadata.deletion_timestamp.is_some() && has_create_intent(pvc) {
+    let uid = pvc.uid().unwrap_or_default();
+    if pvc.metadata.deletion_timestamp.is_some()
+        && (has_create_intent(pvc) || ctx.intents.is_recorded(&uid))
+    {
         event(
             ctx,
             &pvc.object_ref(&()),
             EventType::Warning,
             "ProvisioningCleanupFailed",
-            &cleanup_failed_message(&volume_name_of(pvc, ctx), e),
+            &cleanup_failed_message(&volume_name_of(pvc, ctx), &record_of(ctx, pvc), e),
         )
         .await;
         return;
@@ -259,10 +276,16 @@ async fn provision_claim(
             return Err(e);
         }
     };
-    let pvc = if record_intent {
+    let pvc = if !record_intent {
+        pvc.clone()
+    } else if ctx.intents.forbidden() {
         add_intent(ctx, pvc).await?
     } else {
-        pvc.clone()
+        match ctx.intents.record(pvc).await {
+            Ok(()) => pvc.clone(),
+            Err(_) if ctx.intents.forbidden() => add_intent(ctx, pvc).await?,
+            Err(e) => return Err(e),
+        }
     };
     let result = create_and_save(ctx, &pvc, plan, *request).await;
     match result {
@@ -283,10 +306,12 @@ async fn provision_claim(
             if let Some(t) = &ctx.capacity_trigger {
                 t.notify_one();
             }
-            // The PV now records the volume. The intent is released by the
-            // reconcile the binding triggers (ReleaseIntent), not here: the
-            // binder writes the claim at this very moment, and racing it
-            // costs a conflict and a re-read per volume.
+            // The PV now records the volume. The log entry goes in a later
+            // batch; an older claim finalizer is released by the reconcile
+            // the binding triggers (ReleaseIntent), not here: the binder
+            // writes the claim at this very moment, and racing it costs a
+            // conflict and a re-read per volume.
+            ctx.intents.clear(&pvc.uid().unwrap_or_default());
             ctx.backoff.reset(&claim_key(&pvc));
             Ok(Action::await_change())
         }
@@ -594,7 +619,80 @@ async fn undo(
         }
         Err(e) => return Err(e),
     }
-    release_intent(ctx, pvc, Urgency::Now).await
+    ctx.intents.clear(&pvc.uid().unwrap_or_default());
+    if has_create_intent(pvc) {
+        release_intent(ctx, pvc, Urgency::Now).await?;
+    }
+    Ok(())
+}
+
+/// A recorded creation whose claim is gone (deleted while the process was
+/// down, or while CreateVolume was failing): decided on the claim as
+/// recorded, marked deleted, so it ends like any claim deleted
+/// mid-provisioning: the entry is dropped if a PV records the volume, else
+/// CreateVolume is repeated to find the volume and DeleteVolume removes it.
+/// Skipped while a reconcile of the same claim is running.
+///
+/// Errors: as [`undo`]; the entry stays and the next sweep retries.
+pub(crate) async fn undo_recorded(
+    ctx: &Context,
+    recorded: &PersistentVolumeClaim,
+) -> Result<(), Error> {
+    let uid = recorded.uid().unwrap_or_default();
+    let Some(_busy) = ctx.intents.try_begin(&uid) else {
+        return Ok(());
+    };
+    let mut pvc = recorded.clone();
+    pvc.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let class = ctx.classes.get(&ObjectRef::new(&class_of(&pvc)));
+    let decision = decide_claim(
+        &pvc,
+        class.as_deref(),
+        |name| {
+            ctx.own_writes
+                .exists(name, ctx.volumes.get(&ObjectRef::new(name)).is_some())
+        },
+        true,
+        &ctx.cfg,
+    );
+    let decision = match decision {
+        Ok(d) => d,
+        Err(e) => {
+            decide_failed(ctx, &pvc, &class_of(&pvc), &e).await;
+            return Err(e);
+        }
+    };
+    match decision {
+        ClaimDecision::Undo(plan) => undo(ctx, &pvc, &plan).await,
+        ClaimDecision::ReleaseIntent => {
+            ctx.intents.clear(&uid);
+            Ok(())
+        }
+        other => {
+            // A deleted claim with an entry always ends in one of the two.
+            warn!(claim = %claim_name(&pvc), decision = ?other, "unexpected decision for a recorded creation whose claim is gone");
+            Ok(())
+        }
+    }
+}
+
+/// Where a claim's intent is recorded, for messages: the log entry's Lease
+/// and key, or the older claim finalizer.
+fn record_of(ctx: &Context, pvc: &PersistentVolumeClaim) -> String {
+    if has_create_intent(pvc) {
+        format!(
+            "The claim keeps finalizer {CREATE_INTENT_FINALIZER} until that succeeds (if the driver never created the volume, removing the finalizer by hand is safe)"
+        )
+    } else {
+        let uid = pvc.uid().unwrap_or_default();
+        format!(
+            "The creation stays recorded in lease {} (annotation {}) and is retried until that succeeds (if the driver never created the volume, removing that annotation by hand is safe)",
+            ctx.intents.lease_of(&uid),
+            crate::intents::entry_key(&uid)
+        )
+    }
 }
 
 /// Says on the claim why its deletion waits: the volume its provisioning
@@ -612,19 +710,21 @@ async fn cleanup_failed(
         &pvc.object_ref(&()),
         EventType::Warning,
         "ProvisioningCleanupFailed",
-        &cleanup_failed_message(&plan.request.name, e),
+        &cleanup_failed_message(&plan.request.name, &record_of(ctx, pvc), e),
     )
     .await;
 }
 
-/// The text of [`cleanup_failed`]'s event.
-fn cleanup_failed_message(volume: &str, e: &Error) -> String {
+/// The text of [`cleanup_failed`]'s event; `record` says where the intent
+/// stays ([`record_of`]).
+fn cleanup_failed_message(volume: &str, record: &str, e: &Error) -> String {
     format!(
-        "the claim was deleted while volume {volume} was being created; it cannot be checked for and deleted yet: {e}. The claim keeps finalizer {CREATE_INTENT_FINALIZER} until that succeeds (if the driver never created the volume, removing the finalizer by hand is safe)"
+        "the claim was deleted while volume {volume} was being created; it cannot be checked for and deleted yet: {e}. {record}"
     )
 }
 
-/// Adds [`CREATE_INTENT_FINALIZER`] (see [`update_claim`]) and returns the
+/// Records the intent with the per-claim finalizer [`CREATE_INTENT_FINALIZER`]
+/// (see [`update_claim`]), when RBAC refuses the Leases, and returns the
 /// claim as written.
 async fn add_intent(
     ctx: &Context,
@@ -674,6 +774,10 @@ pub(crate) async fn update_claim(
         .map_err(Error::from)
 }
 
+/// How soon a claim whose creation is being worked on elsewhere (the sweep
+/// of recorded creations) is looked at again.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+
 /// How soon a deferred intent release looks for a spare QPS token again.
 /// Long, because nobody waits for it (a claim's deletion releases at once)
 /// and every look is a reconcile: at 2 s, 1,000 Bound claims waiting out a
@@ -712,7 +816,8 @@ mod tests {
         let e = Error::Missing(
             "error getting secret s in namespace ns: secrets \"s\" not found".into(),
         );
-        let m = cleanup_failed_message("pvc-1234", &e);
+        let record = "The claim keeps finalizer external-provisioner.volume.kubernetes.io/create-in-progress until that succeeds (if the driver never created the volume, removing the finalizer by hand is safe)";
+        let m = cleanup_failed_message("pvc-1234", record, &e);
         assert_eq!(
             m,
             "the claim was deleted while volume pvc-1234 was being created; it cannot be checked for and deleted yet: error getting secret s in namespace ns: secrets \"s\" not found. The claim keeps finalizer external-provisioner.volume.kubernetes.io/create-in-progress until that succeeds (if the driver never created the volume, removing the finalizer by hand is safe)"

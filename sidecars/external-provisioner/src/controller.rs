@@ -28,6 +28,7 @@ use sidecar_runtime::events::EventType;
 use tracing::{info, warn};
 
 use crate::error::Error;
+use crate::intent_log::IntentLog;
 use crate::metrics::ProvisionerMetrics;
 use crate::provision::ProvisionConfig;
 use crate::secrets::SecretRef;
@@ -97,6 +98,18 @@ pub struct Context {
     pub prepaid: sidecar_runtime::kube_client::Prepaid,
     /// Claim Updates from the freshest cached claim, paid with `prepaid`.
     pub claim_writer: sidecar_runtime::write::CachedWriter<PersistentVolumeClaim>,
+    /// The creation-intent record ([`crate::intents`]), loaded by [`run`].
+    pub intents: Arc<IntentLog>,
+}
+
+/// Where the creation-intent record lives ([`crate::intents`]).
+pub struct IntentSetup {
+    /// The namespace of the shard Leases (leader election's).
+    pub namespace: String,
+    /// The shard Lease names.
+    pub names: Vec<String>,
+    /// Written as the Leases' holder, for people reading them.
+    pub identity: String,
 }
 
 /// What [`run`] needs to start the CSIStorageCapacity loop next to the
@@ -130,6 +143,8 @@ pub struct RunOptions {
     /// `--node-deployment`: this node's Node and CSINode as NodeGetInfo
     /// describes them, served from static caches instead of watches.
     pub static_node: Option<(Node, CSINode)>,
+    /// The creation-intent record, loaded before any claim is looked at.
+    pub intents: IntentSetup,
 }
 
 /// The caches [`run`] fills and hands to the context.
@@ -146,6 +161,8 @@ pub struct Caches {
     pub nodes: Option<Store<Node>>,
     /// CSINodes, when topology is in use.
     pub csinodes: Option<Store<CSINode>>,
+    /// The creation-intent record, as loaded.
+    pub intents: Arc<IntentLog>,
 }
 
 /// Runs both controllers, and what `opts` asks for besides, until
@@ -166,7 +183,13 @@ pub async fn run(
         capacity,
         snapshot_sweep,
         static_node,
+        intents,
     } = opts;
+    // Runs on the leader only, before anything else: a claim must not be
+    // decided without knowing whether its creation was recorded.
+    let Some(intents) = load_intents(&client, &intents).await else {
+        return;
+    };
     let (nodes, csinodes, topology_loop) = if let Some((node, csinode)) = static_node {
         let (node_reader, mut node_writer) = reflector::store::<Node>();
         let (csinode_reader, mut csinode_writer) = reflector::store::<CSINode>();
@@ -211,6 +234,7 @@ pub async fn run(
         claims: claims.clone(),
         nodes: nodes.clone(),
         csinodes: csinodes.clone(),
+        intents,
     }));
 
     let forget = ctx.clone();
@@ -239,8 +263,18 @@ pub async fn run(
         futures::future::Either::Right(futures::future::pending::<()>())
     };
     let forget = ctx.clone();
+    let orphans = Arc::new(tokio::sync::Notify::new());
+    let claim_gone = orphans.clone();
     let claim_stream = reflect_all(client.clone(), claim_writer)
-        .inspect(ctx.claims_queue.follow(move |pvc| forget.forget_claim(pvc)))
+        .inspect(ctx.claims_queue.follow(move |pvc| {
+            forget.forget_claim(pvc);
+            if forget
+                .intents
+                .is_recorded(pvc.metadata.uid.as_deref().unwrap_or_default())
+            {
+                claim_gone.notify_one();
+            }
+        }))
         .applied_objects();
     let claim_ctl = Controller::for_stream(claim_stream, claims)
         .with_config(controller::Config::default().concurrency(workers));
@@ -292,15 +326,19 @@ pub async fn run(
             return;
         }
         info!("caches synced, provisioning");
-        drain(
+        let sweep = sweep_recorded(claim_ctx.clone(), orphans);
+        let claims = drain(
             claim_ctl.graceful_shutdown_on(stop.signal()).run(
                 claims::reconcile_claim,
                 claims::claim_error_policy,
                 claim_ctx,
             ),
             "claims",
-        )
-        .await;
+        );
+        tokio::select! {
+            _ = sweep => {},
+            _ = claims => {},
+        }
     };
 
     tokio::select! {
@@ -311,6 +349,84 @@ pub async fn run(
         _ = sweep_loop => {},
         _ = gauge_loop => {},
         _ = futures::future::join(volume_loop, claim_loop) => {},
+    }
+}
+
+/// Loads the creation-intent record, retrying until the API server answers
+/// (`None` only if the process is shutting down meanwhile).
+async fn load_intents(client: &Client, setup: &IntentSetup) -> Option<Arc<IntentLog>> {
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        match IntentLog::load(
+            client.clone(),
+            &setup.namespace,
+            setup.names.clone(),
+            &setup.identity,
+        )
+        .await
+        {
+            Ok(log) => return Some(log),
+            Err(e) => {
+                warn!(error = %e, retry_in = ?delay, "cannot read the volume creation record; no claim is provisioned until it is read");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// How often recorded creations whose claims are gone are looked for, besides
+/// right after a recorded claim's deletion is seen.
+const RECORD_SWEEP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Ends every recorded creation whose claim is no longer in the cache
+/// ([`claims::undo_recorded`]): at start (claims deleted while no provisioner
+/// ran), when such a claim's deletion is seen, and every [`RECORD_SWEEP`].
+async fn sweep_recorded(ctx: Arc<Context>, wake: Arc<tokio::sync::Notify>) {
+    // The claim cache is filled by the claim controller's own watch, which
+    // runs next to this.
+    if ctx.claims.wait_until_ready().await.is_err() {
+        warn!("claim cache stopped before it was ready");
+        return futures::future::pending().await;
+    }
+    loop {
+        let present: HashSet<String> = ctx
+            .claims
+            .state()
+            .iter()
+            .filter_map(|c| c.metadata.uid.clone())
+            .collect();
+        let gone: Vec<_> = ctx
+            .intents
+            .entries()
+            .into_iter()
+            .filter(|(uid, _)| !present.contains(uid))
+            .collect();
+        if !gone.is_empty() {
+            info!(
+                count = gone.len(),
+                "recorded volume creations whose claims are gone: finishing them"
+            );
+        }
+        futures::stream::iter(gone)
+            .for_each_concurrent(16, |(uid, recorded)| {
+                let ctx = ctx.clone();
+                async move {
+                    let mine = ctx.node.as_ref().is_none_or(|n| {
+                        crate::node_deployment::selected_node(&recorded) == Some(n.name.as_str())
+                    });
+                    if !mine {
+                        return;
+                    }
+                    if let Err(e) = claims::undo_recorded(&ctx, &recorded).await {
+                        warn!(claim_uid = %uid, error = %e, "recorded volume creation not finished yet; retrying");
+                    }
+                }
+            })
+            .await;
+        let _ = tokio::time::timeout(RECORD_SWEEP, wake.notified()).await;
+        // Deletions come in bursts: let the cache catch up with all of them.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 

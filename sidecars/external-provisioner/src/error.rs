@@ -69,6 +69,11 @@ pub enum Error {
     /// PV: retried.
     #[error("{0}")]
     StillAttached(String),
+    /// The volume creation could not be recorded before CreateVolume (see
+    /// [`crate::intents`]): retried with the claim's backoff; CreateVolume
+    /// is not sent until it is recorded.
+    #[error("{0}")]
+    Record(String),
     /// CSI migration could not translate a StorageClass or PV between its
     /// in-tree and CSI forms. Final until the object changes.
     #[error("{0}")]

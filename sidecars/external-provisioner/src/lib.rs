@@ -18,27 +18,30 @@
 //! Upstream keeps "CreateVolume may be in flight" only in memory
 //! (external-provisioner#486): if the process dies during CreateVolume and the
 //! claim is deleted before it restarts, the driver keeps a volume no PV
-//! records. Here that intent lives in the cluster:
+//! records. Here that intent lives in the cluster ([`intents`],
+//! [`intent_log`]):
 //!
-//! 1. Before the first CreateVolume for a claim, the claim gets the finalizer
-//!    [`annotations::CREATE_INTENT_FINALIZER`], written with an Update
-//!    carrying the cached resourceVersion (upstream's RBAC grants `update` on
-//!    claims).
-//! 2. Once the PV is saved, the finalizer is removed. A crash between the two
-//!    is repaired by the next reconcile ([`provision::ClaimDecision::ReleaseIntent`]).
-//! 3. A claim deleted while the finalizer is on it stays Terminating. The
-//!    provisioner repeats CreateVolume, which is idempotent by name, to learn
-//!    the volume ID, then calls DeleteVolume and removes the finalizer
-//!    ([`provision::ClaimDecision::Undo`]). If CreateVolume fails with a code
-//!    that proves no volume exists ([`classify::proves_nothing_created`]), the
-//!    finalizer is simply removed. Otherwise the claim stays Terminating and
-//!    the call is retried with a Warning event, so a problem shows instead of
-//!    a silent leak.
+//! 1. Before the first CreateVolume for a claim, the claim is recorded as an
+//!    annotation on one of [`intents::SHARDS`] Leases, in batches: every
+//!    claim waiting while a write is on its way joins the next one.
+//! 2. Once the PV is saved, the entry is dropped (lazily, batched too). A
+//!    crash between the two is repaired by the next reconcile
+//!    ([`provision::ClaimDecision::ReleaseIntent`]).
+//! 3. A claim deleted while recorded is gone at once; the provisioner
+//!    repeats CreateVolume from the recorded claim, which is idempotent by
+//!    name, to learn the volume ID, then calls DeleteVolume and drops the
+//!    entry ([`provision::ClaimDecision::Undo`]). If CreateVolume fails with
+//!    a code that proves no volume exists ([`classify::proves_nothing_created`]),
+//!    the entry is simply dropped. Otherwise it stays and is retried with a
+//!    Warning event, so a problem shows instead of a silent leak.
 //!
-//! Cost: two more writes per provisioned claim than upstream makes. During a
-//! rollback to the Go provisioner, claims that were mid-provisioning keep
-//! the finalizer, which the Go provisioner does not know; remove it by hand
-//! (`kubectl patch pvc … --type=json -p '[{"op":"remove","path":"/metadata/finalizers/N"}]'`).
+//! Cost: a few Lease writes per burst of claims instead of upstream's
+//! nothing. Where RBAC refuses the Leases, the intent falls back to the
+//! per-claim finalizer [`annotations::CREATE_INTENT_FINALIZER`] (two claim
+//! Updates per volume; a deleted claim then stays Terminating until its
+//! volume is undone); claims carrying it, from the fallback or from earlier
+//! versions, are finished and released. During a rollback to the Go
+//! provisioner the Leases are inert.
 
 pub mod annotations;
 pub mod args;
@@ -52,6 +55,8 @@ pub mod datasource;
 pub mod delete;
 pub mod error;
 pub mod features;
+pub mod intent_log;
+pub mod intents;
 pub mod metrics;
 pub mod migration;
 pub mod names;

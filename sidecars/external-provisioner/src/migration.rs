@@ -250,7 +250,7 @@ mod tests {
         sc: &StorageClass,
         driver: &str,
     ) -> Result<ClaimDecision, Error> {
-        decide_claim(pvc, Some(sc), |_| false, &cfg_for(driver))
+        decide_claim(pvc, Some(sc), |_| false, false, &cfg_for(driver))
     }
 
     fn planned(decision: ClaimDecision) -> Option<ProvisionPlan> {

@@ -4,12 +4,11 @@
 //! VolumeAttributesClass's parameters, in the order of external-provisioner's
 //! `prepareProvision` (pkg/controller/controller.go).
 //!
-//! The claim controller writes the creation intent
-//! ([`CREATE_INTENT_FINALIZER`](crate::annotations::CREATE_INTENT_FINALIZER))
+//! The claim controller records the creation intent ([`crate::intents`])
 //! only after this succeeded, so a claim whose reads fail (a Secret that is
 //! missing or that RBAC forbids, a missing VolumeAttributesClass, a data
-//! source not ready yet) never carries the intent: its deletion is never held
-//! up by a CreateVolume that was never sent.
+//! source not ready yet) is never recorded: nothing is left to undo for a
+//! CreateVolume that was never sent.
 
 use std::collections::BTreeMap;
 

@@ -92,15 +92,16 @@ pub enum ClaimDecision {
     /// Leave it.
     Skip(Skip),
     /// Call CreateVolume with this plan and save the PV. When
-    /// `record_intent` is true the creation-intent finalizer must be written
-    /// to the claim first, so a crash after CreateVolume cannot leak.
+    /// `record_intent` is true the creation intent must be recorded first
+    /// ([`crate::intents`]), so a crash after CreateVolume cannot leak.
     Provision {
         /// The request and PV inputs.
         plan: Box<ProvisionPlan>,
-        /// The claim lacks [`CREATE_INTENT_FINALIZER`].
+        /// No intent is recorded for the claim yet.
         record_intent: bool,
     },
-    /// The PV exists: drop the creation-intent finalizer from the claim.
+    /// The PV exists: drop the intent (the log entry, and the older claim
+    /// finalizer [`CREATE_INTENT_FINALIZER`] if the claim carries it).
     ReleaseIntent,
     /// The claim is being deleted while CreateVolume may have run and no PV
     /// records the volume: repeat CreateVolume (idempotent by name) to learn
@@ -196,7 +197,9 @@ pub fn claim_provisioner(pvc: &PersistentVolumeClaim) -> Option<&str> {
 /// Decides what to do with `pvc`.
 ///
 /// `class` is the claim's StorageClass from the cache (`None` = not found);
-/// `pv_exists` says whether a PV with the planned name is in the cache.
+/// `pv_exists` says whether a PV with the planned name is in the cache;
+/// `logged` whether the creation-intent record holds an entry for the claim
+/// ([`crate::intent_log::IntentLog::is_recorded`]).
 ///
 /// For a migration driver the claim and class may name the in-tree plugin
 /// instead of the driver ([`crate::migration`]); such a class is translated
@@ -209,6 +212,7 @@ pub fn decide_claim(
     pvc: &PersistentVolumeClaim,
     class: Option<&StorageClass>,
     pv_exists: impl Fn(&str) -> bool,
+    logged: bool,
     cfg: &ProvisionConfig,
 ) -> Result<ClaimDecision, Error> {
     let spec = pvc.spec.clone().unwrap_or_default();
@@ -217,15 +221,17 @@ pub fn decide_claim(
     let pv_name = volume_name(&cfg.volume_name_prefix, uid, cfg.volume_name_uuid_length)?;
     let deleting = pvc.metadata.deletion_timestamp.is_some();
 
-    // Our own finalizer comes first: whatever else changed, a recorded
-    // intent must end in a PV or a deleted volume.
-    if has_create_intent(pvc) {
+    // A recorded intent comes first: whatever else changed, it must end in
+    // a PV or a deleted volume.
+    let finalizer = has_create_intent(pvc);
+    if finalizer || logged {
         let recorded = bound || pv_exists(&pv_name);
         let phase_bound = pvc.status.as_ref().and_then(|st| st.phase.as_deref()) == Some("Bound");
-        // Released once the binder is done with the claim (phase Bound), so
-        // our Update does not race its two writes; or at once for a claim
-        // being deleted whose PV exists.
-        if phase_bound || (recorded && deleting) {
+        // A log entry goes as soon as the PV exists. The older claim
+        // finalizer is released once the binder is done with the claim
+        // (phase Bound), so our Update does not race its two writes; or at
+        // once for a claim being deleted whose PV exists.
+        if phase_bound || (recorded && (deleting || !finalizer)) {
             return Ok(ClaimDecision::ReleaseIntent);
         }
         if recorded {
@@ -512,7 +518,7 @@ pub(crate) mod tests {
         sc: &StorageClass,
         c: &ProvisionConfig,
     ) -> Result<ProvisionPlan, Error> {
-        match decide_claim(pvc, Some(sc), |_| false, c)? {
+        match decide_claim(pvc, Some(sc), |_| false, false, c)? {
             ClaimDecision::Provision {
                 plan,
                 record_intent,
@@ -613,6 +619,7 @@ pub(crate) mod tests {
                 pvc,
                 Some(sc),
                 |_| exists,
+                false,
                 &c,
             )
             .unwrap()
@@ -644,7 +651,7 @@ pub(crate) mod tests {
 
     #[test]
     fn missing_class_is_retried_not_final() {
-        let err = decide_claim(&claim(), None, |_| false, &cfg()).unwrap_err();
+        let err = decide_claim(&claim(), None, |_| false, false, &cfg()).unwrap_err();
         assert!(matches!(err, Error::Missing(_)));
         assert!(!err.is_final());
     }
@@ -752,7 +759,7 @@ pub(crate) mod tests {
             ("unknown reserved key", claim(), &bogus, cfg(), "failed to strip CSI Parameters of prefixed keys: found unknown parameter key \"csi.storage.k8s.io/bogus\" with reserved namespace csi.storage.k8s.io/"),
         ];
         for (what, pvc, sc, c, want) in cases {
-            let err = decide_claim(&pvc, Some(sc), |_| false, &c).unwrap_err();
+            let err = decide_claim(&pvc, Some(sc), |_| false, false, &c).unwrap_err();
             assert_eq!(err.to_string(), want, "{what}");
         }
     }
@@ -813,13 +820,13 @@ pub(crate) mod tests {
         let c = cfg();
         let sc = class(&[]);
         // Intent recorded, no PV yet, claim alive: provision without writing the intent again.
-        match decide_claim(&with_intent(claim()), Some(&sc), |_| false, &c).unwrap() {
+        match decide_claim(&with_intent(claim()), Some(&sc), |_| false, false, &c).unwrap() {
             ClaimDecision::Provision { record_intent, .. } => assert!(!record_intent),
             other => panic!("{other:?}"),
         }
         // The PV exists but the binder is not done: wait, no write that would race it.
         assert!(matches!(
-            decide_claim(&with_intent(claim()), Some(&sc), |_| true, &c).unwrap(),
+            decide_claim(&with_intent(claim()), Some(&sc), |_| true, false, &c).unwrap(),
             ClaimDecision::Skip(Skip::VolumeExists)
         ));
         // Bound (also after a crash between PV create and release): release.
@@ -830,30 +837,83 @@ pub(crate) mod tests {
             ..Default::default()
         });
         assert!(matches!(
-            decide_claim(&bound, Some(&sc), |_| false, &c).unwrap(),
+            decide_claim(&bound, Some(&sc), |_| false, false, &c).unwrap(),
             ClaimDecision::ReleaseIntent
         ));
         // Deleted mid-provisioning, no PV: undo with the same request.
-        match decide_claim(&deleting(with_intent(claim())), Some(&sc), |_| false, &c).unwrap() {
+        match decide_claim(
+            &deleting(with_intent(claim())),
+            Some(&sc),
+            |_| false,
+            false,
+            &c,
+        )
+        .unwrap()
+        {
             ClaimDecision::Undo(plan) => assert_eq!(plan.request.name, format!("pvc-{UID}")),
             other => panic!("{other:?}"),
         }
         // Deleted after the PV was saved: just release; the PV's own lifecycle deletes the volume.
         assert!(matches!(
-            decide_claim(&deleting(with_intent(claim())), Some(&sc), |_| true, &c).unwrap(),
+            decide_claim(
+                &deleting(with_intent(claim())),
+                Some(&sc),
+                |_| true,
+                false,
+                &c
+            )
+            .unwrap(),
             ClaimDecision::ReleaseIntent
         ));
         // Without our intent a deleting claim is left alone, as upstream.
         assert!(matches!(
-            decide_claim(&deleting(claim()), Some(&sc), |_| false, &c).unwrap(),
+            decide_claim(&deleting(claim()), Some(&sc), |_| false, false, &c).unwrap(),
             ClaimDecision::Skip(Skip::Deleting)
         ));
     }
 
     #[test]
+    fn logged_intent_is_released_as_soon_as_the_pv_exists() {
+        let c = cfg();
+        let sc = class(&[]);
+        // Logged, no PV, claim alive (a restart mid-CreateVolume): repeat it
+        // without recording again.
+        match decide_claim(&claim(), Some(&sc), |_| false, true, &c).unwrap() {
+            ClaimDecision::Provision { record_intent, .. } => assert!(!record_intent),
+            other => panic!("{other:?}"),
+        }
+        // The PV exists: the entry goes at once; no claim write races the binder.
+        assert!(matches!(
+            decide_claim(&claim(), Some(&sc), |_| true, true, &c).unwrap(),
+            ClaimDecision::ReleaseIntent
+        ));
+        // Deleted (or gone: the sweep decides on the recorded claim marked
+        // deleted) with no PV: undo.
+        match decide_claim(&deleting(claim()), Some(&sc), |_| false, true, &c).unwrap() {
+            ClaimDecision::Undo(plan) => assert_eq!(plan.request.name, format!("pvc-{UID}")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decide_claim(&deleting(claim()), Some(&sc), |_| true, true, &c).unwrap(),
+            ClaimDecision::ReleaseIntent
+        ));
+        // Neither record: a fresh claim records its intent first.
+        match decide_claim(&claim(), Some(&sc), |_| false, false, &c).unwrap() {
+            ClaimDecision::Provision { record_intent, .. } => assert!(record_intent),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn undo_without_the_class_is_retried_with_a_clear_reason() {
-        let err =
-            decide_claim(&deleting(with_intent(claim())), None, |_| false, &cfg()).unwrap_err();
+        let err = decide_claim(
+            &deleting(with_intent(claim())),
+            None,
+            |_| false,
+            false,
+            &cfg(),
+        )
+        .unwrap_err();
         assert!(
             matches!(err, Error::Missing(ref m) if m.contains("finish or undo")),
             "{err}"
@@ -888,7 +948,7 @@ pub(crate) mod tests {
             namespace: None,
         });
         assert!(matches!(
-            decide_claim(&populated, Some(&class(&[])), |_| false, &cfg()).unwrap(),
+            decide_claim(&populated, Some(&class(&[])), |_| false, false, &cfg()).unwrap(),
             ClaimDecision::Skip(Skip::ExternalPopulator)
         ));
     }

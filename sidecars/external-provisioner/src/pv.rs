@@ -218,7 +218,7 @@ mod tests {
     use csi_client::csi::v1::Volume;
 
     fn plan(params: &[(&str, &str)]) -> ProvisionPlan {
-        match decide_claim(&claim(), Some(&class(params)), |_| false, &cfg()).unwrap() {
+        match decide_claim(&claim(), Some(&class(params)), |_| false, false, &cfg()).unwrap() {
             ClaimDecision::Provision { plan, .. } => *plan,
             other => panic!("unexpected {other:?}"),
         }

@@ -21,12 +21,12 @@ use sidecar_runtime::write::CachedWriter;
 use tracing::{error, info};
 
 use crate::args::ProvisionerArgs;
-use crate::controller::{self, CapacitySetup, Context, RunOptions};
+use crate::controller::{self, CapacitySetup, Context, IntentSetup, RunOptions};
 use crate::features::FeatureGates;
 use crate::metrics::ProvisionerMetrics;
 use crate::node_deployment::NodeInfo;
 use crate::provision::ProvisionConfig;
-use crate::{capacity, capacity_controller, migration};
+use crate::{capacity, capacity_controller, intent_log, migration};
 
 /// Flag combinations upstream refuses (exit 1), checked before connecting.
 pub fn check_flags(args: &ProvisionerArgs, gates: &FeatureGates) -> anyhow::Result<()> {
@@ -99,6 +99,16 @@ pub async fn controllers(
             .has(ControllerRpc::CreateDeleteSnapshot)
             .then_some(args.snapshot_orphan_sweep_interval),
         static_node,
+        intents: IntentSetup {
+            namespace: sidecar_runtime::leader::resolve_namespace(
+                &args.common.leader_election_namespace,
+            ),
+            names: intent_log::shard_names(
+                &crate::names::lease_name(&driver),
+                node.as_ref().map(|n| n.name.as_str()),
+            ),
+            identity: sidecar_runtime::hostname(),
+        },
     };
     let cfg = ProvisionConfig {
         driver_name: driver.clone(),
@@ -164,6 +174,7 @@ pub async fn controllers(
         ),
         node_claim_attempts: Default::default(),
         node,
+        intents: caches.intents,
     };
     let client = sidecar.client.clone();
     Ok(controller::run(

@@ -1,7 +1,7 @@
 //! End-to-end crash safety (upstream external-provisioner#486): the
 //! provisioner is killed with SIGKILL while CreateVolume calls are in flight,
 //! the claims are deleted while it is down, and after a restart no volume,
-//! PV or claim may be left behind.
+//! PV, claim or recorded creation may be left behind.
 //!
 //! A delaying proxy sits between the sidecar and the driver: the driver
 //! creates each volume at once, but its answer is held back, so at the kill
@@ -16,12 +16,11 @@ use common::{
     WAIT, claim, connect, driver_volumes, poll, setup, spawn_provisioner, storage_class,
     testing_ours, volumes_of_namespace,
 };
-use external_provisioner::annotations::CREATE_INTENT_FINALIZER;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::{Api, ResourceExt};
 use testbed::{DelayProxy, Testbed, TestbedOptions};
 
 const CLAIMS: usize = 20;
@@ -67,15 +66,17 @@ async fn no_volume_leaks_after_a_kill_during_create_volume() -> anyhow::Result<(
         // whose answers have not come back yet.
         let driver = connect(setup.driver.socket_path()).await?;
         if testing_ours() {
-            poll("creation intent on every claim", WAIT, || async {
-                let recorded = pvcs
+            poll("creation intent of every claim recorded", WAIT, || async {
+                let uids: Vec<String> = pvcs
                     .list(&ListParams::default())
                     .await?
                     .items
                     .iter()
-                    .filter(|p| p.finalizers().iter().any(|f| f == CREATE_INTENT_FINALIZER))
-                    .count();
-                Ok((recorded == CLAIMS).then_some(()))
+                    .filter_map(|p| p.metadata.uid.clone())
+                    .collect();
+                let recorded = common::recorded_intents(&admin, &ns).await?;
+                let all = uids.len() == CLAIMS && uids.iter().all(|u| recorded.contains(u));
+                Ok(all.then_some(()))
             })
             .await?;
         }
@@ -108,6 +109,12 @@ async fn no_volume_leaks_after_a_kill_during_create_volume() -> anyhow::Result<(
         let left = volumes_of_namespace(&pv_api, &ns).await?;
         ensure!(left.is_empty(), "PVs left: {:?}", left.iter().map(|p| p.metadata.name.clone()).collect::<Vec<_>>());
         ensure!(second.is_running(), "second provisioner exited: {}", second.log_tail(40));
+        if testing_ours() {
+            poll("every recorded creation finished", WAIT, || async {
+                Ok(common::recorded_intents(&admin, &ns).await?.is_empty().then_some(()))
+            })
+            .await?;
+        }
         eprintln!("e2e crash: {in_flight} volumes were in flight at SIGKILL; {:.1?} after restart 0 leaked, 0 PVs, 0 claims left", restarted.elapsed());
         classes.delete(&class, &DeleteParams::default()).await?;
         Ok(())

@@ -77,6 +77,8 @@ async fn unreadable_provisioner_secret_never_holds_the_claim() -> anyhow::Result
             let finalizers = pvcs.get(name).await?.metadata.finalizers.unwrap_or_default();
             ensure!(!finalizers.iter().any(|f| f == INTENT), "claim {name} carries {INTENT} although CreateVolume was never sent: {finalizers:?}");
         }
+        let recorded = common::recorded_intents(&admin, &ns).await?;
+        ensure!(recorded.is_empty(), "volume creations recorded although CreateVolume was never sent: {recorded:?}");
 
         let deleted_at = Instant::now();
         pvcs.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;

@@ -78,8 +78,8 @@ pub mod plain_http;
 pub mod process_metrics;
 pub mod quantity;
 pub mod shutdown;
-#[cfg(all(test, feature = "kube"))]
-mod test_api;
+#[cfg(any(all(test, feature = "kube"), feature = "test-util"))]
+pub mod test_api;
 #[cfg(feature = "kube")]
 pub mod workqueue;
 #[cfg(feature = "kube")]

@@ -1,6 +1,9 @@
 //! An in-memory API server behind a real `kube::Client`, for unit tests:
 //! create (POST), get, replace (PUT, with resourceVersion preconditions) and
 //! merge-patch of any namespaced resource path.
+//!
+//! For unit tests only (this crate's, and others' with the `test-util`
+//! feature); it panics on a poisoned lock rather than report errors.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +20,7 @@ struct State {
     fail_all: Option<u16>,
 }
 
+/// The fake server; clones share its objects and request log.
 #[derive(Clone, Default)]
 pub struct FakeApi(Arc<Mutex<State>>);
 
@@ -29,6 +33,7 @@ fn status(code: u16, reason: &str) -> (u16, Value) {
 }
 
 impl FakeApi {
+    /// A client whose every request this fake answers.
     pub fn client(&self) -> kube::Client {
         let me = self.clone();
         let svc = tower::service_fn(move |req: Request<Body>| {
@@ -115,6 +120,7 @@ impl FakeApi {
             .collect()
     }
 
+    /// The object stored at `path` (e.g. `/api/v1/namespaces/ns/pods/p`).
     pub fn get(&self, path: &str) -> Option<Value> {
         self.0.lock().unwrap().objects.get(path).cloned()
     }
@@ -127,10 +133,12 @@ impl FakeApi {
         st.objects.insert(path.to_owned(), obj);
     }
 
+    /// Forgets every object.
     pub fn clear(&self) {
         self.0.lock().unwrap().objects.clear();
     }
 
+    /// Answers every request from now on with status `code`.
     pub fn fail_all(&self, code: u16) {
         self.0.lock().unwrap().fail_all = Some(code);
     }
@@ -140,6 +148,7 @@ impl FakeApi {
         self.0.lock().unwrap().fail_all = None;
     }
 
+    /// How many requests used HTTP method `m` (`GET`, `PUT`, …).
     pub fn requests_with_method(&self, m: &str) -> usize {
         let st = self.0.lock().unwrap();
         st.requests

@@ -326,3 +326,21 @@ pub fn logged_requests(log: &Path, method: &str) -> anyhow::Result<Vec<String>> 
         .map(|l| l.replace("\\\"", "\""))
         .collect())
 }
+
+/// Claim UIDs whose volume creation our provisioner has recorded in the
+/// creation-intent Leases of `ns` (the leader-election namespace the tests
+/// use); empty for upstream, which records nothing.
+pub async fn recorded_intents(admin: &kube::Client, ns: &str) -> anyhow::Result<Vec<String>> {
+    use external_provisioner::intents::entry_uid;
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(admin.clone(), ns);
+    let mut uids = Vec::new();
+    for lease in leases.list(&kube::api::ListParams::default()).await? {
+        for key in lease.metadata.annotations.unwrap_or_default().keys() {
+            if let Some(uid) = entry_uid(key) {
+                uids.push(uid.to_string());
+            }
+        }
+    }
+    Ok(uids)
+}
