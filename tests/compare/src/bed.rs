@@ -142,7 +142,12 @@ impl Bed {
         args: &[String],
         hostname: Option<&str>,
     ) -> anyhow::Result<ProcessHandle> {
-        let envs = [("KUBECONFIG", self.kubeconfig.as_str())];
+        // A pod knows its namespace (the ServiceAccount's namespace file);
+        // out of cluster POD_NAMESPACE says it, for both implementations.
+        let envs = [
+            ("KUBECONFIG", self.kubeconfig.as_str()),
+            ("POD_NAMESPACE", NS),
+        ];
         let p = match hostname {
             None => self.tb.spawn(name, &self.imp.binary, args, &envs)?,
             Some(host) => {
