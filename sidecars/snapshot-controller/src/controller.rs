@@ -55,8 +55,13 @@ fn update_error(name: &str, message: &str) -> String {
 
 /// What [`run`] needs.
 pub struct Setup {
-    /// The throttled client (`--kube-api-qps`/`--kube-api-burst`).
+    /// The client for the core API (claims, volumes, events), throttled by
+    /// `--kube-api-qps`/`--kube-api-burst`.
     pub client: Client,
+    /// The client for the snapshot API, with a token bucket of its own:
+    /// upstream builds its core and snapshot clientsets separately from
+    /// the same config, so each gets the flags' whole budget.
+    pub snapshot_client: Client,
     /// The same budget, for claim Updates built after their token.
     pub prepaid: Prepaid,
     /// Events with source `snapshot-controller`.
@@ -76,6 +81,7 @@ pub struct Setup {
 /// Everything a sync needs.
 pub struct Context {
     client: Client,
+    snapshot_client: Client,
     recorder: EventQueue,
     metrics: OperationMetrics,
     backoff: PerObjectBackoff<String>,
@@ -102,7 +108,8 @@ fn now() -> Time {
 /// Runs both queues until `shutdown` resolves.
 pub async fn run(setup: Setup, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let client = setup.client.clone();
-    let (classes, class_loop) = cache_all::<VolumeSnapshotClass>(client.clone());
+    let snap_client = setup.snapshot_client.clone();
+    let (classes, class_loop) = cache_all::<VolumeSnapshotClass>(snap_client.clone());
     let (claims, claim_loop) = cache_all::<PersistentVolumeClaim>(client.clone());
     let (snapshots, snapshot_writer) = reflector::store::<VolumeSnapshot>();
     let (contents, content_writer) = reflector::store::<VolumeSnapshotContent>();
@@ -115,6 +122,7 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()> + Send + Sync 
         futures::channel::mpsc::unbounded::<ObjectRef<VolumeSnapshotContent>>();
     let ctx = Arc::new(Context {
         client: client.clone(),
+        snapshot_client: snap_client.clone(),
         recorder: setup.recorder,
         metrics: setup.metrics,
         backoff: PerObjectBackoff::new(setup.retry.0, setup.retry.1),
@@ -132,7 +140,7 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()> + Send + Sync 
 
     let watch_ctx = ctx.clone();
     let content_tx_s = content_tx.clone();
-    let snapshot_loop = reflect_all(client.clone(), snapshot_writer).for_each(move |event| {
+    let snapshot_loop = reflect_all(snap_client.clone(), snapshot_writer).for_each(move |event| {
         match event {
             Ok(watcher::Event::Apply(vs)) | Ok(watcher::Event::InitApply(vs)) => {
                 let _ = watch_ctx
@@ -146,7 +154,7 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()> + Send + Sync 
     });
     let watch_ctx = ctx.clone();
     let content_tx_c = content_tx.clone();
-    let content_loop = reflect_all(client.clone(), content_writer).for_each(move |event| {
+    let content_loop = reflect_all(snap_client.clone(), content_writer).for_each(move |event| {
         match event {
             Ok(watcher::Event::Apply(c)) | Ok(watcher::Event::InitApply(c)) => {
                 let _ = content_tx_c.unbounded_send(ObjectRef::from_obj(&c));
@@ -274,11 +282,11 @@ fn json_patch(ops: serde_json::Value) -> Result<json_patch::Patch, Error> {
 
 impl Context {
     fn snapshots_api(&self, ns: &str) -> Api<VolumeSnapshot> {
-        Api::namespaced(self.client.clone(), ns)
+        Api::namespaced(self.snapshot_client.clone(), ns)
     }
 
     fn contents_api(&self) -> Api<VolumeSnapshotContent> {
-        Api::all(self.client.clone())
+        Api::all(self.snapshot_client.clone())
     }
 
     fn event(&self, vs: &VolumeSnapshot, type_: EventType, reason: &str, message: &str) {
@@ -997,7 +1005,8 @@ impl Context {
         {
             None => None,
             Some(group) => {
-                let api: Api<VolumeGroupSnapshot> = Api::namespaced(self.client.clone(), &ns);
+                let api: Api<VolumeGroupSnapshot> =
+                    Api::namespaced(self.snapshot_client.clone(), &ns);
                 match api.get_opt(group).await {
                     Ok(found) => Some(found.is_some()),
                     Err(kube::Error::Api(s)) if s.code == 404 => Some(false),

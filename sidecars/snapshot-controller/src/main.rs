@@ -58,7 +58,14 @@ async fn run(
         args.kube_api_burst,
         COMPONENT,
     )?;
-    startup::wait_for_crds(&client, args.retry_crd_interval_max).await?;
+    // Upstream's snapshot clientset has a token bucket of its own.
+    let (snapshot_client, _) = kube_client::clients_from_config(
+        kube_config.clone(),
+        args.kube_api_qps,
+        args.kube_api_burst,
+        COMPONENT,
+    )?;
+    startup::wait_for_crds(&snapshot_client, args.retry_crd_interval_max).await?;
     if gates.volume_group_snapshot {
         warn!(
             "CSIVolumeGroupSnapshot is enabled but this snapshot-controller does not handle VolumeGroupSnapshots"
@@ -76,6 +83,7 @@ async fn run(
     );
     let setup = Setup {
         client,
+        snapshot_client,
         prepaid,
         recorder,
         metrics,
