@@ -257,7 +257,7 @@ async fn reconcile_snapshot(vs: Arc<VolumeSnapshot>, ctx: Arc<Context>) -> Resul
 fn snapshot_error_policy(vs: Arc<VolumeSnapshot>, err: &Error, ctx: Arc<Context>) -> Action {
     let delay = ctx.backoff.next_delay(&rules::snapshot_key(&vs));
     ctx.snapshot_queue
-        .retry_after_error(vs.as_ref(), delay, false, err)
+        .retry_after_error(vs.as_ref(), delay, err.is_routine(), err)
 }
 
 async fn reconcile_content(
@@ -530,6 +530,7 @@ impl Context {
         }
         let vs = match self.add_snapshot_finalizers(&vs).await {
             Ok(v) => v,
+            Err(e) if e.is_routine() => return Err(e),
             Err(e) => {
                 self.event(
                     &vs,
@@ -600,7 +601,12 @@ impl Context {
                 &Patch::Json::<()>(json_patch(serde_json::Value::Array(ops))?),
             )
             .await
-            .map_err(|e| Error::sync(update_error(&rules::snapshot_key(vs), &api_error(&e))))?;
+            .map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 409 || s.code == 422 => {
+                    Error::Stale(rules::snapshot_key(vs))
+                }
+                e => Error::sync(update_error(&rules::snapshot_key(vs), &api_error(&e))),
+            })?;
         debug!(snapshot = %rules::snapshot_key(vs), "added protection finalizers");
         Ok(written)
     }
@@ -1107,7 +1113,12 @@ impl Context {
                 &Patch::Json::<()>(json_patch(ops)?),
             )
             .await
-            .map_err(|e| Error::sync(update_error(&vs.name_any(), &api_error(&e))))?;
+            .map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 409 || s.code == 422 => {
+                    Error::Stale(rules::snapshot_key(vs))
+                }
+                e => Error::sync(update_error(&vs.name_any(), &api_error(&e))),
+            })?;
         debug!(snapshot = %rules::snapshot_key(vs), "removed protection finalizers");
         Ok(())
     }

@@ -6,8 +6,10 @@
 //! Scenarios: a dynamic snapshot of a Bound claim through the default
 //! class, ready; a claim restored from it; a snapshot with a Retain class; a
 //! pre-provisioned content bound to its snapshot; a snapshot naming a
-//! content of the wrong kind; then everything deleted (Delete contents gone
-//! with their driver snapshots, the Retain content kept).
+//! content of the wrong kind; a snapshot while the driver has two default
+//! classes (refused, then ready once one goes); then everything deleted
+//! (Delete contents gone with their driver snapshots, the Retain content
+//! kept).
 //!
 //! The same test runs upstream's controller with
 //! `CSI_E2E_SNAPSHOT_CONTROLLER_BIN=<path to snapshot-controller>`. With
@@ -605,6 +607,50 @@ async fn snapshot_restore_preprovisioned_and_delete() -> anyhow::Result<()> {
             );
             ensure!(r["snapshot"]["status"]["readyToUse"] == false, "{r:#}");
 
+            // 6. Two default classes for the driver: no snapshot until one goes.
+            let second = format!("second-{suffix}");
+            classes
+                .create(
+                    &PostParams::default(),
+                    &snapshot_class(&second, DeletionPolicy::Delete, true),
+                )
+                .await?;
+            w.snaps
+                .create(
+                    &PostParams::default(),
+                    &snapshot("ambiguous", Some("source"), None, None),
+                )
+                .await?;
+            poll("ambiguous reports two defaults", WAIT, || async {
+                let s = w.snaps.get("ambiguous").await?;
+                Ok(s.status
+                    .and_then(|s| s.error)
+                    .and_then(|e| e.message)
+                    .filter(|m| m.contains("default snapshot class"))
+                    .map(|_| ()))
+            })
+            .await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let r = w.record("ambiguous", Some("source")).await?;
+            save("two-defaults", &r)?;
+            ensure!(
+                r["snapshot"]["status"]["error"]["message"]
+                    == "Failed to set default snapshot class with error 2 default snapshot classes were found",
+                "{r:#}"
+            );
+            ensure!(
+                reasons(&r).iter().any(|x| x == "SetDefaultSnapshotClassFailed"),
+                "{r:#}"
+            );
+            ensure!(r["snapshot"]["metadata"].get("finalizers").is_none(), "{r:#}");
+            classes.delete(&second, &DeleteParams::default()).await?;
+            w.wait_ready("ambiguous").await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let r = w.record("ambiguous", Some("source")).await?;
+            save("two-defaults-recovered", &r)?;
+            ensure!(r["snapshot"]["status"].get("error").is_none(), "{r:#}");
+            ensure!(r["snapshot"]["spec"]["volumeSnapshotClassName"] == "default-<sfx>", "{r:#}");
+
             // Metrics, as upstream names them.
             let body = reqwest_free_get(port, "/metrics").await?;
             ensure!(
@@ -614,10 +660,14 @@ async fn snapshot_restore_preprovisioned_and_delete() -> anyhow::Result<()> {
                 "{body}"
             );
 
-            // 6. Delete everything.
+            let ambiguous_content = format!(
+                "snapcontent-{}",
+                w.snaps.get("ambiguous").await?.uid().unwrap_or_default()
+            );
+            // 7. Delete everything.
             let delete_started = Instant::now();
             w.pvcs.delete("restored", &DeleteParams::default()).await?;
-            for name in ["snap", "kept", "pre", "wrong"] {
+            for name in ["snap", "kept", "pre", "wrong", "ambiguous"] {
                 w.snaps.delete(name, &DeleteParams::default()).await?;
             }
             poll("snapshots gone", WAIT, || async {
@@ -626,8 +676,9 @@ async fn snapshot_restore_preprovisioned_and_delete() -> anyhow::Result<()> {
             .await?;
             poll("Delete contents gone", WAIT, || async {
                 let a = w.contents.get_opt(&snap_content).await?;
+                let c = w.contents.get_opt(&ambiguous_content).await?;
                 let b = w.contents.get_opt(&pre_content).await?;
-                Ok((a.is_none() && b.is_none()).then_some(()))
+                Ok((a.is_none() && b.is_none() && c.is_none()).then_some(()))
             })
             .await?;
             let deleted_in = delete_started.elapsed();
@@ -683,7 +734,7 @@ async fn snapshot_restore_preprovisioned_and_delete() -> anyhow::Result<()> {
             w.pvcs.delete("source", &DeleteParams::default()).await?;
 
             eprintln!(
-                "snapshot-controller e2e ({}): leader after {:.2?}; ready: dynamic {:.2?}, retain {:.2?}, pre-provisioned {:.2?}; delete of 4 snapshots {:.2?}",
+                "snapshot-controller e2e ({}): leader after {:.2?}; ready: dynamic {:.2?}, retain {:.2?}, pre-provisioned {:.2?}; delete of 5 snapshots {:.2?}",
                 controller_binary().display(),
                 leader_after,
                 dynamic_ready,
