@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -76,6 +76,9 @@ pub struct Setup {
     pub retry: (Duration, Duration),
     /// `--prevent-volume-mode-conversion`.
     pub prevent_volume_mode_conversion: bool,
+    /// `--enable-distributed-snapshotting`: watch Nodes and label dynamic
+    /// contents with the node their PV's affinity selects.
+    pub distributed_snapshotting: bool,
 }
 
 /// Everything a sync needs.
@@ -95,6 +98,7 @@ pub struct Context {
     claim_writer: CachedWriter<PersistentVolumeClaim>,
     snapshot_tx: futures::channel::mpsc::UnboundedSender<ObjectRef<VolumeSnapshot>>,
     prevent_volume_mode_conversion: bool,
+    nodes: Option<Store<Node>>,
 }
 
 fn snapshot_ref(ns: &str, name: &str) -> ObjectRef<VolumeSnapshot> {
@@ -111,6 +115,15 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()> + Send + Sync 
     let snap_client = setup.snapshot_client.clone();
     let (classes, class_loop) = cache_all::<VolumeSnapshotClass>(snap_client.clone());
     let (claims, claim_loop) = cache_all::<PersistentVolumeClaim>(client.clone());
+    let (nodes, node_loop) = if setup.distributed_snapshotting {
+        let (s, l) = cache_all::<Node>(client.clone());
+        (Some(s), futures::future::Either::Left(l))
+    } else {
+        (
+            None,
+            futures::future::Either::Right(futures::future::pending::<()>()),
+        )
+    };
     let (snapshots, snapshot_writer) = reflector::store::<VolumeSnapshot>();
     let (contents, content_writer) = reflector::store::<VolumeSnapshotContent>();
     // Upstream serves no workqueue metrics; the queues' metrics stay private.
@@ -136,6 +149,7 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()> + Send + Sync 
         claims,
         snapshot_tx: snapshot_tx.clone(),
         prevent_volume_mode_conversion: setup.prevent_volume_mode_conversion,
+        nodes,
     });
 
     let watch_ctx = ctx.clone();
@@ -240,6 +254,7 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()> + Send + Sync 
     tokio::select! {
         _ = class_loop => {},
         _ = claim_loop => {},
+        _ = node_loop => {},
         _ = snapshot_loop => {},
         _ = content_loop => {},
         _ = resync_loop => {},
@@ -843,8 +858,18 @@ impl Context {
             .prevent_volume_mode_conversion
             .then_some(spec.volume_mode.as_deref())
             .flatten();
-        let content =
-            rules::new_dynamic_content(vs, &class, &csi.volume_handle, mode, secret.as_ref(), None);
+        let managed_by = self.nodes.as_ref().and_then(|nodes| {
+            let all = nodes.state();
+            rules::managed_by_node(&pv, all.iter().map(|n| n.as_ref()))
+        });
+        let content = rules::new_dynamic_content(
+            vs,
+            &class,
+            &csi.volume_handle,
+            mode,
+            secret.as_ref(),
+            managed_by.as_deref(),
+        );
         let created = match self
             .contents_api()
             .create(&PostParams::default(), &content)

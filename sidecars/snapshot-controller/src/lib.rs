@@ -22,10 +22,13 @@
 //! flags, [`metrics`] upstream's `snapshot_controller_*` metrics and
 //! [`startup`] what upstream's `main.go` does before the controllers run.
 //!
+//! With `--enable-distributed-snapshotting` Nodes are watched too and a
+//! dynamic content is labelled `snapshot.storage.kubernetes.io/managed-by`
+//! with the node its PV's node affinity selects.
+//!
 //! Not implemented (yet): the VolumeGroupSnapshot controllers
 //! (`--feature-gates=CSIVolumeGroupSnapshot=true` is accepted and logged as
-//! unsupported) and `--enable-distributed-snapshotting` (accepted; contents
-//! get no `managed-by` label).
+//! unsupported).
 
 pub mod args;
 pub mod controller;

@@ -71,9 +71,6 @@ async fn run(
             "CSIVolumeGroupSnapshot is enabled but this snapshot-controller does not handle VolumeGroupSnapshots"
         );
     }
-    if args.enable_distributed_snapshotting {
-        warn!("--enable-distributed-snapshotting is accepted but contents get no managed-by label");
-    }
     let mut registry = Registry::default();
     let metrics = OperationMetrics::register(&mut registry);
     let leader = app::leader_config(&common, LEASE_NAME, gates.release_leader_election_on_exit)?;
@@ -91,6 +88,7 @@ async fn run(
         resync: args.resync_period,
         retry: (args.retry_interval_start, args.retry_interval_max),
         prevent_volume_mode_conversion: args.prevent_volume_mode_conversion,
+        distributed_snapshotting: args.enable_distributed_snapshotting,
     };
     let serve = Serve {
         registry,

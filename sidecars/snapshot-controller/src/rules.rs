@@ -9,7 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{
+    Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference, PersistentVolume,
+    PersistentVolumeClaim,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -645,6 +648,70 @@ pub fn new_dynamic_content(
         },
         status: None,
     }
+}
+
+/// Whether `node` satisfies one node selector term: every expression on
+/// its labels and every field expression (`metadata.name` only) holds; a
+/// term with neither matches nothing (`corev1helpers.MatchNodeSelectorTerms`).
+fn term_matches(node: &Node, term: &NodeSelectorTerm) -> bool {
+    let exprs = term.match_expressions.as_deref().unwrap_or_default();
+    let fields = term.match_fields.as_deref().unwrap_or_default();
+    if exprs.is_empty() && fields.is_empty() {
+        return false;
+    }
+    let labels = node.labels();
+    let name = node.name_any();
+    exprs
+        .iter()
+        .all(|r| requirement_matches(labels.get(&r.key).map(String::as_str), r))
+        && fields
+            .iter()
+            .all(|r| r.key == "metadata.name" && requirement_matches(Some(name.as_str()), r))
+}
+
+fn requirement_matches(value: Option<&str>, r: &NodeSelectorRequirement) -> bool {
+    let values = r.values.as_deref().unwrap_or_default();
+    let number = |s: &str| s.parse::<i64>().ok();
+    match r.operator.as_str() {
+        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(v), [bound]) = (value.and_then(number), values) else {
+                return false;
+            };
+            let Some(b) = number(bound) else {
+                return false;
+            };
+            if r.operator == "Gt" { v > b } else { v < b }
+        }
+        _ => false,
+    }
+}
+
+/// The node a PV's required node affinity selects, for the
+/// `snapshot.storage.kubernetes.io/managed-by` label
+/// (`--enable-distributed-snapshotting`, upstream `getManagedByNode`): the
+/// first node matching any of the terms; None without node affinity or
+/// without a match.
+pub fn managed_by_node<'a>(
+    pv: &PersistentVolume,
+    nodes: impl IntoIterator<Item = &'a Node>,
+) -> Option<String> {
+    let terms = pv
+        .spec
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required
+        .as_ref()?
+        .node_selector_terms
+        .clone();
+    nodes
+        .into_iter()
+        .find(|n| terms.iter().any(|t| term_matches(n, t)))
+        .map(|n| n.name_any())
 }
 
 /// The JSON patch that binds a pre-provisioned content to `vs`

@@ -568,3 +568,51 @@ fn secret_templates_resolve_and_validate() {
             .contains("Both must be specified")
     );
 }
+
+#[test]
+fn managed_by_is_the_first_node_the_affinity_selects() {
+    use k8s_openapi::api::core::v1::{
+        Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, VolumeNodeAffinity,
+    };
+    let node = |name: &str, zone: &str| {
+        let mut n = Node::default();
+        n.metadata.name = Some(name.into());
+        n.metadata.labels = Some(BTreeMap::from([("zone".to_string(), zone.to_string())]));
+        n
+    };
+    let nodes = [node("a", "z1"), node("b", "z2")];
+    let pv_with = |terms: Vec<NodeSelectorTerm>| PersistentVolume {
+        spec: Some(PersistentVolumeSpec {
+            node_affinity: Some(VolumeNodeAffinity {
+                required: Some(NodeSelector {
+                    node_selector_terms: terms,
+                }),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let expr = |key: &str, op: &str, values: &[&str]| NodeSelectorRequirement {
+        key: key.into(),
+        operator: op.into(),
+        values: Some(values.iter().map(|v| v.to_string()).collect()),
+    };
+    let by_label = pv_with(vec![NodeSelectorTerm {
+        match_expressions: Some(vec![expr("zone", "In", &["z2"])]),
+        match_fields: None,
+    }]);
+    assert_eq!(managed_by_node(&by_label, &nodes).as_deref(), Some("b"));
+    let by_name = pv_with(vec![NodeSelectorTerm {
+        match_expressions: None,
+        match_fields: Some(vec![expr("metadata.name", "In", &["a"])]),
+    }]);
+    assert_eq!(managed_by_node(&by_name, &nodes).as_deref(), Some("a"));
+    let none = pv_with(vec![NodeSelectorTerm {
+        match_expressions: Some(vec![expr("zone", "NotIn", &["z1", "z2"])]),
+        match_fields: None,
+    }]);
+    assert_eq!(managed_by_node(&none, &nodes), None);
+    let empty_term = pv_with(vec![NodeSelectorTerm::default()]);
+    assert_eq!(managed_by_node(&empty_term, &nodes), None);
+    assert_eq!(managed_by_node(&PersistentVolume::default(), &nodes), None);
+}
