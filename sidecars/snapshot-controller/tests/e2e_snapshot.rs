@@ -69,6 +69,45 @@ fn provisioner_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The csi-snapshotter sidecar next to the controller:
+/// `CSI_E2E_SNAPSHOTTER_BIN`, else upstream's v8.6.0 from the test bed's
+/// bin dir, built with `build.sh upstream` when it is not there yet (CI
+/// builds only `core` and `node`; the build is cached).
+async fn snapshotter_binary(tb: &Testbed) -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("CSI_E2E_SNAPSHOTTER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let cached = tb.bin("csi-snapshotter");
+    if cached.is_file() {
+        return Ok(cached);
+    }
+    let out = tokio::process::Command::new("bash")
+        .arg(testbed::build_script())
+        .arg("upstream")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("running build.sh upstream")?;
+    ensure!(
+        out.status.success(),
+        "build.sh upstream failed: {}",
+        out.status
+    );
+    let dir = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let path = PathBuf::from(dir).join("csi-snapshotter");
+    ensure!(
+        path.is_file(),
+        "upstream csi-snapshotter missing at {}",
+        path.display()
+    );
+    Ok(path)
+}
+
 fn claim(name: &str, class: &str, source: Option<&str>) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: ObjectMeta {
@@ -306,12 +345,7 @@ async fn snapshot_restore_preprovisioned_and_delete() -> anyhow::Result<()> {
     Testbed::run(
         TestbedOptions::default(),
         async |tb: &Testbed| -> anyhow::Result<()> {
-            let snapshotter_bin = tb.bin("csi-snapshotter");
-            ensure!(
-                snapshotter_bin.is_file(),
-                "upstream csi-snapshotter missing at {}: run `bash tests/testbed/build.sh upstream`",
-                snapshotter_bin.display()
-            );
+            let snapshotter_bin = snapshotter_binary(tb).await?;
             let provisioner_bin = provisioner_binary()?;
             tb.install_snapshot_crds().await?;
             let nanos = std::time::SystemTime::now()
@@ -733,8 +767,16 @@ async fn snapshot_restore_preprovisioned_and_delete() -> anyhow::Result<()> {
             w.contents.delete(&kept_content, &DeleteParams::default()).await?;
             w.pvcs.delete("source", &DeleteParams::default()).await?;
 
+            let peak_rss = std::fs::read_to_string(format!("/proc/{}/status", controller.pid()))
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .find(|l| l.starts_with("VmHWM:"))
+                        .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
+                })
+                .unwrap_or_else(|| "?".into());
             eprintln!(
-                "snapshot-controller e2e ({}): leader after {:.2?}; ready: dynamic {:.2?}, retain {:.2?}, pre-provisioned {:.2?}; delete of 5 snapshots {:.2?}",
+                "snapshot-controller e2e ({}): leader after {:.2?}; ready: dynamic {:.2?}, retain {:.2?}, pre-provisioned {:.2?}; delete of 5 snapshots {:.2?}; controller peak RSS {peak_rss}",
                 controller_binary().display(),
                 leader_after,
                 dynamic_ready,
