@@ -918,14 +918,8 @@ impl Context {
                 "cannot get claim from snapshot",
             ));
         };
-        if finalizers::has(claim.as_ref(), PVC_AS_SOURCE_FINALIZER) {
+        if !rules::claim_needs_finalizer(&claim)? {
             return Ok(());
-        }
-        if claim.metadata.deletion_timestamp.is_some() {
-            return Err(update_error(
-                &claim.name_any(),
-                "cannot add finalizer on claim because it is being deleted",
-            ));
         }
         self.claim_writer
             .replace(

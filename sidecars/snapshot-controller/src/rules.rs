@@ -21,9 +21,10 @@ use sidecar_runtime::finalizers;
 use sidecar_runtime::gofmt::quote;
 use snapshot_api::names::{
     ANN_DELETION_SECRET_NAME, ANN_DELETION_SECRET_NAMESPACE, ANN_VOLUME_SNAPSHOT_BEING_DELETED,
-    IS_DEFAULT_SNAPSHOT_CLASS, MANAGED_BY_LABEL, SNAPSHOTTER_SECRET_NAME_KEY,
-    SNAPSHOTTER_SECRET_NAMESPACE_KEY, VOLUME_SNAPSHOT_AS_SOURCE_FINALIZER,
-    VOLUME_SNAPSHOT_BOUND_FINALIZER, VOLUME_SNAPSHOT_CONTENT_FINALIZER,
+    IS_DEFAULT_SNAPSHOT_CLASS, MANAGED_BY_LABEL, PVC_AS_SOURCE_FINALIZER,
+    SNAPSHOTTER_SECRET_NAME_KEY, SNAPSHOTTER_SECRET_NAMESPACE_KEY,
+    VOLUME_SNAPSHOT_AS_SOURCE_FINALIZER, VOLUME_SNAPSHOT_BOUND_FINALIZER,
+    VOLUME_SNAPSHOT_CONTENT_FINALIZER,
 };
 use snapshot_api::snapshot::v1::{
     DeletionPolicy, VolumeSnapshotContentSource, VolumeSnapshotContentSpec, VolumeSnapshotError,
@@ -247,6 +248,22 @@ pub fn claim_in_use<'a>(
         }
         s.spec.source.persistent_volume_claim_name.as_deref() == Some(claim) && !is_ready(s)
     })
+}
+
+/// Whether the source claim needs `pvc-as-source-protection` added before
+/// its content is created (`ensurePVCFinalizer`): false when it has it, an
+/// error (upstream's text) when the claim is being deleted.
+pub fn claim_needs_finalizer(claim: &PersistentVolumeClaim) -> Result<bool, String> {
+    if finalizers::has(claim, PVC_AS_SOURCE_FINALIZER) {
+        return Ok(false);
+    }
+    if claim.metadata.deletion_timestamp.is_some() {
+        return Err(format!(
+            "snapshot controller failed to update {} on API server: cannot add finalizer on claim because it is being deleted",
+            claim.name_any()
+        ));
+    }
+    Ok(true)
 }
 
 /// Whether a Pending claim in `claims` (the snapshot's namespace) is being

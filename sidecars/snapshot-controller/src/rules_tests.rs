@@ -616,3 +616,18 @@ fn managed_by_is_the_first_node_the_affinity_selects() {
     assert_eq!(managed_by_node(&empty_term, &nodes), None);
     assert_eq!(managed_by_node(&PersistentVolume::default(), &nodes), None);
 }
+
+#[test]
+fn claim_finalizer_is_added_once_and_never_to_a_deleted_claim() {
+    let mut pvc = PersistentVolumeClaim::default();
+    pvc.metadata.name = Some("claim".into());
+    assert_eq!(claim_needs_finalizer(&pvc), Ok(true));
+    pvc.metadata.finalizers = Some(vec![PVC_AS_SOURCE_FINALIZER.into()]);
+    assert_eq!(claim_needs_finalizer(&pvc), Ok(false));
+    pvc.metadata.finalizers = None;
+    pvc.metadata.deletion_timestamp = Some(now());
+    assert_eq!(
+        claim_needs_finalizer(&pvc).unwrap_err(),
+        "snapshot controller failed to update claim on API server: cannot add finalizer on claim because it is being deleted"
+    );
+}
