@@ -932,3 +932,6 @@ async fn watch_backlog(ctx: Arc<Context>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
