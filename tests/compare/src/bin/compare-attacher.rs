@@ -105,6 +105,14 @@ struct Args {
     /// Where the test beds live.
     #[arg(long, default_value = "/tmp/compare-attacher")]
     work: PathBuf,
+    /// Run only this implementation (`ours` or `upstream`), e.g. to look
+    /// into one figure.
+    #[arg(long)]
+    only: Option<String>,
+    /// Print this many last lines of the restarted (or standby) sidecar's
+    /// log after `kill9` and `leader-loss`.
+    #[arg(long, default_value_t = 0)]
+    log_lines: usize,
 }
 
 /// Leader election in the bed's namespace, as a deployment runs it.
@@ -318,7 +326,7 @@ struct Crash {
     settled_s: f64,
 }
 
-async fn kill9(bed: &Bed, n: usize, standby: bool) -> anyhow::Result<Crash> {
+async fn kill9(bed: &Bed, n: usize, standby: bool, log_lines: usize) -> anyhow::Result<Crash> {
     let pvs = volumes(bed, n).await?;
     let proxy_path = bed.tb.run_dir().join("kill9.sock");
     let proxy = DelayProxy::start(&proxy_path, bed.driver.socket_path(), Duration::ZERO)?;
@@ -372,6 +380,14 @@ async fn kill9(bed: &Bed, n: usize, standby: bool) -> anyhow::Result<Crash> {
         "the second csi-attacher exited: {}",
         p2.log_tail(30)
     );
+    if log_lines > 0 {
+        eprintln!(
+            "--- {} csi-attacher-2 (t0 = {:?} ago):\n{}",
+            bed.imp.label,
+            t0.elapsed(),
+            p2.log_tail(log_lines)
+        );
+    }
     Ok(Crash {
         attached_before,
         published_at_kill,
@@ -413,16 +429,19 @@ async fn start_bed(imp: &Impl, flags: &Flags, work: &Path, scenario: &str) -> an
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let impls = [
-        Impl {
+    let mut impls = Vec::new();
+    if args.only.as_deref() != Some("ours") {
+        impls.push(Impl {
             label: "upstream",
             binary: upstream_binary(&args)?,
-        },
-        Impl {
+        });
+    }
+    if args.only.as_deref() != Some("upstream") {
+        impls.push(Impl {
             label: "ours",
             binary: our_binary()?,
-        },
-    ];
+        });
+    }
     for imp in &impls {
         ensure!(
             imp.binary.is_file(),
@@ -503,7 +522,7 @@ async fn main() -> anyhow::Result<()> {
         let mut rows = Vec::new();
         for imp in &impls {
             let bed = start_bed(imp, &flags, &args.work, scenario).await?;
-            let c = kill9(&bed, n, standby).await;
+            let c = kill9(&bed, n, standby, args.log_lines).await;
             if c.is_err() {
                 bed.tb.dump_logs();
             }
