@@ -701,3 +701,59 @@ async fn live_pv_keeps_its_finalizer() {
     reconcile_pv(pv, h.ctx.clone()).await.unwrap();
     assert!(h.journal().is_empty(), "{:?}", h.journal());
 }
+
+fn attached_va() -> VolumeAttachment {
+    let mut va = va();
+    va.metadata.finalizers = Some(vec![FIN.into()]);
+    va.metadata.annotations = Some(
+        [(
+            crate::names::NODE_ID_ANNOTATION.to_string(),
+            NODE_ID.to_string(),
+        )]
+        .into(),
+    );
+    va.status = Some(VolumeAttachmentStatus {
+        attached: true,
+        ..Default::default()
+    });
+    va
+}
+
+#[tokio::test]
+async fn forced_attach_publishes_again_when_the_status_is_what_reconciliation_saw() {
+    let mut h = harness(ATTACHING).await;
+    h.add_pv(pv());
+    let va = h.add_va(attached_va());
+    // The reconciliation saw it attached while the driver did not list it.
+    h.ctx.force.lock().unwrap().insert("va1".into(), true);
+    reconcile_attach(va, h.ctx.clone()).await.unwrap();
+    // The whole attach again (this PV lacked our finalizer).
+    assert_eq!(
+        h.journal(),
+        [
+            "PATCH persistentvolumes/pv1",
+            "ControllerPublishVolume",
+            "PATCH volumeattachments/va1/status"
+        ]
+    );
+    assert!(
+        h.ctx.force.lock().unwrap().is_empty(),
+        "the mark is used up"
+    );
+}
+
+#[tokio::test]
+async fn forced_attach_is_dropped_once_an_attach_in_flight_settled_it() {
+    let mut h = harness(ATTACHING).await;
+    h.add_pv(pv());
+    let va = h.add_va(attached_va());
+    // The reconciliation saw it not attached yet (its attach was in
+    // flight, the driver already listed it); it is attached now.
+    h.ctx.force.lock().unwrap().insert("va1".into(), false);
+    reconcile_attach(va, h.ctx.clone()).await.unwrap();
+    assert!(h.journal().is_empty(), "{:?}", h.journal());
+    assert!(
+        h.ctx.force.lock().unwrap().is_empty(),
+        "the mark is used up"
+    );
+}
