@@ -377,6 +377,14 @@ pub async fn dial_once(address: &str) -> Result<Channel, Error> {
 
 /// Caps `text` at `max` bytes (on a char boundary) with upstream's marker
 /// (csi-lib-utils `SetMaxGRPCLogLength`).
+/// [`ConnectOptions::max_grpc_log_length`] from upstream's
+/// `--max-grpc-log-length` flag value: a positive count caps the logged
+/// responses, anything else (the default -1, or 0) logs them whole, as
+/// csi-lib-utils' `LogGRPC` (`connection/connection.go`) does.
+pub fn max_log_length(flag: i64) -> Option<usize> {
+    (flag > 0).then(|| usize::try_from(flag).unwrap_or(usize::MAX))
+}
+
 fn cap_log(text: String, max: Option<usize>) -> String {
     match max {
         Some(max) if text.len() > max => {
@@ -459,6 +467,9 @@ mod tests {
     #[test]
     fn log_cap_respects_char_boundaries() {
         assert_eq!(cap_log("abc".into(), None), "abc");
+        assert_eq!(max_log_length(-1), None);
+        assert_eq!(max_log_length(0), None);
+        assert_eq!(max_log_length(7), Some(7));
         assert_eq!(cap_log("abc".into(), Some(3)), "abc");
         assert_eq!(
             cap_log("ééé".into(), Some(3)),

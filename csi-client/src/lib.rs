@@ -24,7 +24,7 @@ pub use capabilities::{
     CapabilitySet, ControllerCapabilitySet, GroupControllerCapabilitySet, NodeCapabilitySet,
     PluginCapabilitySet,
 };
-pub use connection::{ConnectOptions, Connection, dial_once};
+pub use connection::{ConnectOptions, Connection, dial_once, max_log_length};
 pub use error::{Error, is_final_code};
 pub use loss::LossPolicy;
 pub use method::Rpc;

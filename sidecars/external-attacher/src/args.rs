@@ -50,7 +50,7 @@ pub struct AttacherArgs {
     /// The maximum amount of characters logged for every grpc responses. Defaults to no limit
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub max_grpc_log_length: i64,
-    /// A set of key=value pairs that describe feature gates: MutableCSINodeAllocatableCount (GA, default true), ReleaseLeaderElectionOnExit (alpha, default false).
+    /// A set of key=value pairs that describe feature gates: MutableCSINodeAllocatableCount (GA, default true), ReleaseLeaderElectionOnExit (alpha, default false), and the generic Kubernetes component gates (accepted, no effect).
     #[arg(long, default_value = "", value_parser = crate::features::parse_pairs)]
     pub feature_gates: BTreeMap<String, bool>,
 }

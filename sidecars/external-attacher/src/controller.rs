@@ -156,8 +156,9 @@ pub struct Context {
     detach_queue: Queue,
     pv_queue: Queue,
     /// VolumeAttachments the ListVolumes reconciliation asked to redo even
-    /// if their status already says done (upstream's forceSync).
-    force: Mutex<HashSet<String>>,
+    /// if their status already says done (upstream's forceSync), with the
+    /// `status.attached` it saw ([`decide::force_still_needed`]).
+    force: Mutex<HashMap<String, bool>>,
     /// One lock per VolumeAttachment being worked on by either lane.
     busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     backlog: Backlog,
@@ -355,11 +356,15 @@ impl Context {
         }
     }
 
-    fn consume_force(&self, name: &str) -> bool {
+    /// Takes the force-sync mark of `name`: true when there was one and the
+    /// VolumeAttachment's `status.attached` is still `attached`, what the
+    /// reconciliation saw.
+    fn consume_force(&self, name: &str, attached: bool) -> bool {
         self.force
             .lock()
-            .map(|mut f| f.remove(name))
-            .unwrap_or(false)
+            .ok()
+            .and_then(|mut f| f.remove(name))
+            .is_some_and(|observed| decide::force_still_needed(observed, attached))
     }
 
     fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -637,7 +642,7 @@ async fn reconcile_attach(va: Arc<VolumeAttachment>, ctx: Arc<Context>) -> Resul
         }
         return Ok(Action::await_change());
     }
-    if !ctx.consume_force(&name) && attached {
+    if !ctx.consume_force(&name, attached) && attached {
         return Ok(Action::await_change());
     }
     match ctx.attach(&va).await {
@@ -697,7 +702,8 @@ async fn reconcile_detach(va: Arc<VolumeAttachment>, ctx: Arc<Context>) -> Resul
         .finalizers
         .as_ref()
         .is_some_and(|f| f.contains(&ctx.finalizer));
-    if !ctx.consume_force(&name) && !ours {
+    let attached = va.status.as_ref().is_some_and(|s| s.attached);
+    if !ctx.consume_force(&name, attached) && !ours {
         return Ok(Action::await_change());
     }
     match ctx.detach(&va).await {
@@ -808,8 +814,12 @@ async fn reconcile_with_driver(ctx: Arc<Context>, attach: Sender, detach: Sender
                     .collect();
                 for name in decide::reconcile_diff(&observed, &published) {
                     warn!(va = %name, "VolumeAttachment attached status and actual state do not match; processing it again");
+                    let seen = observed
+                        .iter()
+                        .find(|o| o.name == name)
+                        .is_some_and(|o| o.attached);
                     if let Ok(mut f) = ctx.force.lock() {
-                        f.insert(name.clone());
+                        f.insert(name.clone(), seen);
                     }
                     if let Some(va) = ctx.attachments.get(&ObjectRef::new(&name)) {
                         ctx.route(&va, &attach, &detach);
@@ -932,3 +942,6 @@ async fn watch_backlog(ctx: Arc<Context>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -442,6 +442,17 @@ pub fn reconcile_diff(
         .collect()
 }
 
+/// Whether a force-sync decided by the ListVolumes reconciliation still
+/// holds when its reconcile runs: only if `status.attached` is still what
+/// the reconciliation saw (`observed`). A VolumeAttachment that was being
+/// attached when the reconciliation looked (not attached yet, but already
+/// published on the driver) is attached by the time the forced run comes;
+/// its disagreement is gone and publishing it again would only repeat
+/// ControllerPublish and the status patch. Upstream forces it regardless.
+pub fn force_still_needed(observed: bool, current: bool) -> bool {
+    observed == current
+}
+
 /// Which lane a VolumeAttachment belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Lane {

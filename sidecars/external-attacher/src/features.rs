@@ -1,7 +1,11 @@
-//! `--feature-gates`: the attacher's two gates (contract B1,
-//! `kubernetes-csi/external-attacher:pkg/features/features.go`).
+//! `--feature-gates`: the attacher's two gates
+//! (`kubernetes-csi/external-attacher:pkg/features/features.go`) plus the
+//! generic Kubernetes component gates its binary also accepts.
 
 use std::collections::BTreeMap;
+
+use sidecar_runtime::feature_gates::is_component_gate;
+pub use sidecar_runtime::feature_gates::parse_pairs;
 
 /// The attacher's gates, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,21 +25,6 @@ impl Default for FeatureGates {
     }
 }
 
-/// Parses `Name=bool,Name=bool` as component-base's `MapStringBool`
-/// (Go booleans; empty input is no gate).
-pub fn parse_pairs(s: &str) -> Result<BTreeMap<String, bool>, String> {
-    let mut out = BTreeMap::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| format!("missing bool value for {item}"))?;
-        let v = sidecar_runtime::flags::parse_go_bool(v.trim())
-            .map_err(|_| format!("invalid value of {k}={v}, err: strconv.ParseBool"))?;
-        out.insert(k.trim().to_string(), v);
-    }
-    Ok(out)
-}
-
 /// Applies the flag's pairs to the defaults. Unknown gates are an error, as
 /// upstream's `SetFromMap` (which exits 1).
 pub fn resolve(pairs: &BTreeMap<String, bool>) -> Result<FeatureGates, String> {
@@ -44,7 +33,7 @@ pub fn resolve(pairs: &BTreeMap<String, bool>) -> Result<FeatureGates, String> {
         match k.as_str() {
             "MutableCSINodeAllocatableCount" => g.mutable_csi_node_allocatable_count = *v,
             "ReleaseLeaderElectionOnExit" => g.release_leader_election_on_exit = *v,
-            "AllAlpha" | "AllBeta" => {}
+            other if is_component_gate(other) => {}
             other => return Err(format!("unrecognized feature gate: {other}")),
         }
     }
@@ -61,6 +50,9 @@ mod tests {
         let g = resolve(&parse_pairs("MutableCSINodeAllocatableCount=false").unwrap()).unwrap();
         assert!(!g.mutable_csi_node_allocatable_count);
         assert!(resolve(&parse_pairs("Nope=true").unwrap()).is_err());
+        // The component gates upstream's binary lists are accepted, without effect.
+        let g = resolve(&parse_pairs("WatchList=false,AllAlpha=true").unwrap()).unwrap();
+        assert_eq!(g, FeatureGates::default());
         assert!(parse_pairs("X").is_err());
         assert!(parse_pairs("X=maybe").is_err());
     }

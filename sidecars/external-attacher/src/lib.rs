@@ -25,6 +25,10 @@
 //!   `status.attachError`/`detachError`. Upstream's RBAC grants no Events;
 //!   without that grant they are dropped (logged), as upstream's own
 //!   LeaderElection events are.
+//! * The ListVolumes reconciliation's force-sync holds only while
+//!   `status.attached` is what it saw: an attach in flight at its tick
+//!   (not attached yet, already published on the driver) is not published
+//!   a second time once it is done.
 //! * No leaked attachment: the VolumeAttachment finalizer and node-ID
 //!   annotation are written before ControllerPublish (as upstream), so a
 //!   kill -9 or a lost Lease mid-publish leaves a finalizer that makes the

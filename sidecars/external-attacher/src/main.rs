@@ -17,7 +17,14 @@ fn main() -> std::process::ExitCode {
     app::main(|args: AttacherArgs| async move {
         // Upstream: a bad gate is logged and the process exits 1.
         let gates = features::resolve(&args.feature_gates).map_err(anyhow::Error::msg)?;
-        let mut sidecar = Sidecar::start(&args.common, "", "csi-attacher", args.timeout).await?;
+        let mut sidecar = Sidecar::start_with_log_cap(
+            &args.common,
+            "",
+            "csi-attacher",
+            args.timeout,
+            csi_client::max_log_length(args.max_grpc_log_length),
+        )
+        .await?;
         let migration = csi_translation::is_migratable_driver(&sidecar.driver);
         if migration {
             sidecar.csi_metrics.enable_migration_label();

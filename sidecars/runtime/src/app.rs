@@ -152,6 +152,22 @@ impl Sidecar {
         component: &'static str,
         timeout: Duration,
     ) -> Result<Self, Error> {
+        Self::start_with_log_cap(common, master, component, timeout, None).await
+    }
+
+    /// [`Sidecar::start`], with the logged gRPC responses (`-v=5`) capped
+    /// at `max_grpc_log_length` bytes, as csi-lib-utils'
+    /// `SetMaxGRPCLogLength` (see [`csi_client::max_log_length`] for the
+    /// flag's value).
+    ///
+    /// Errors: as [`Sidecar::start`].
+    pub async fn start_with_log_cap(
+        common: &CommonArgs,
+        master: &str,
+        component: &'static str,
+        timeout: Duration,
+        max_grpc_log_length: Option<usize>,
+    ) -> Result<Self, Error> {
         common.validate()?;
         let mut registry = Registry::default();
         let csi_metrics = CsiMetrics::register(&mut registry, "csi_sidecar");
@@ -162,7 +178,7 @@ impl Sidecar {
             connect_timeout: Some(CONNECT_TIMEOUT),
             on_loss: LossPolicy::Exit,
             metrics: Some(csi_metrics.clone()),
-            max_grpc_log_length: None,
+            max_grpc_log_length,
         })
         .await
         .map_err(|source| Error::Csi {

@@ -14,7 +14,7 @@ use kube::api::PostParams;
 use testbed::{DriverHandle, DriverOptions, ProcessHandle, Testbed, TestbedOptions};
 
 use crate::audit::{self, Requests};
-use crate::objects::{DRIVER, NS, USER, storage_class};
+use crate::objects::{DRIVER, NS, storage_class};
 
 /// The sidecar flags both implementations get.
 #[derive(Debug, Clone)]
@@ -29,12 +29,42 @@ pub struct Flags {
     pub timeout: String,
 }
 
+/// What a sidecar's test bed needs besides the control plane.
+#[derive(Debug, Clone, Copy)]
+pub struct Sidecar {
+    /// The sidecar's ServiceAccount in [`NS`] (whose requests the audit log
+    /// records).
+    pub service_account: &'static str,
+    /// Upstream's RBAC manifest for it, from `tests/testbed/manifests`.
+    pub rbac: &'static str,
+    /// The driver advertises PUBLISH_UNPUBLISH_VOLUME and the CSIDriver
+    /// requires attach.
+    pub attach: bool,
+    /// Create the [`crate::objects::CLASS`] StorageClass.
+    pub storage_class: bool,
+}
+
+/// csi-provisioner's bed.
+pub const PROVISIONER: Sidecar = Sidecar {
+    service_account: "csi-provisioner",
+    rbac: "rbac-csi-provisioner.yaml",
+    attach: false,
+    storage_class: true,
+};
+
+impl Sidecar {
+    /// The audit log's user name of the ServiceAccount.
+    pub fn user(&self) -> String {
+        format!("system:serviceaccount:{NS}:{}", self.service_account)
+    }
+}
+
 /// Which implementation runs and from where.
 #[derive(Debug, Clone)]
 pub struct Impl {
     /// `upstream` or `ours`.
     pub label: &'static str,
-    /// The csi-provisioner binary.
+    /// The sidecar's binary.
     pub binary: PathBuf,
 }
 
@@ -49,15 +79,28 @@ pub struct Bed {
     /// The sidecar's ServiceAccount kubeconfig.
     kubeconfig: String,
     audit_log: PathBuf,
+    user: String,
     /// The implementation under test.
     pub imp: Impl,
     flags: Flags,
 }
 
 impl Bed {
-    /// Starts a fresh test bed in `work` for `imp`; `kcm_args` are extra
-    /// kube-controller-manager flags.
+    /// Starts a fresh csi-provisioner test bed in `work` for `imp`;
+    /// `kcm_args` are extra kube-controller-manager flags.
     pub async fn start(
+        work: &Path,
+        imp: &Impl,
+        flags: &Flags,
+        kcm_args: &[&str],
+    ) -> anyhow::Result<Bed> {
+        Self::start_for(&PROVISIONER, work, imp, flags, kcm_args).await
+    }
+
+    /// [`Bed::start`] for `sidecar`: its RBAC and ServiceAccount, the
+    /// driver attaching or not, the StorageClass if it needs one.
+    pub async fn start_for(
+        sidecar: &Sidecar,
         work: &Path,
         imp: &Impl,
         flags: &Flags,
@@ -66,7 +109,8 @@ impl Bed {
         std::fs::create_dir_all(work)?;
         let policy = work.join("audit-policy.yaml");
         let audit_log = work.join("audit.log");
-        std::fs::write(&policy, audit::policy(USER))?;
+        let user = sidecar.user();
+        std::fs::write(&policy, audit::policy(&user))?;
         let _ = std::fs::remove_file(&audit_log);
         let tb = Testbed::start(TestbedOptions {
             force_local: true,
@@ -81,13 +125,19 @@ impl Bed {
         .await?;
         ensure!(
             imp.binary.is_file(),
-            "{} csi-provisioner not found at {}",
+            "{} {} not found at {}",
             imp.label,
+            sidecar.service_account,
             imp.binary.display()
         );
         tb.create_namespace(NS).await?;
-        tb.create_csidriver(DRIVER, false).await?;
-        let driver = tb.start_driver(DriverOptions::named(DRIVER)).await?;
+        tb.create_csidriver(DRIVER, sidecar.attach).await?;
+        let driver = tb
+            .start_driver(DriverOptions {
+                enable_attach: sidecar.attach,
+                ..DriverOptions::named(DRIVER)
+            })
+            .await?;
         tb.create_node_with_csinode(
             "compare-node",
             DRIVER,
@@ -96,22 +146,24 @@ impl Bed {
             BTreeMap::new(),
         )
         .await?;
-        tb.apply_manifest(
-            &testbed::manifest_path("rbac-csi-provisioner.yaml"),
-            &[("NAMESPACE", NS)],
-        )
-        .await?;
-        let kubeconfig = tb.service_account_kubeconfig(NS, "csi-provisioner").await?;
-        let admin = tb.admin_client();
-        Api::<StorageClass>::all(admin.clone())
-            .create(&PostParams::default(), &storage_class())
+        tb.apply_manifest(&testbed::manifest_path(sidecar.rbac), &[("NAMESPACE", NS)])
             .await?;
+        let kubeconfig = tb
+            .service_account_kubeconfig(NS, sidecar.service_account)
+            .await?;
+        let admin = tb.admin_client();
+        if sidecar.storage_class {
+            Api::<StorageClass>::all(admin.clone())
+                .create(&PostParams::default(), &storage_class())
+                .await?;
+        }
         Ok(Bed {
             tb,
             driver,
             admin,
             kubeconfig: kubeconfig.to_string_lossy().into_owned(),
             audit_log,
+            user,
             imp: imp.clone(),
             flags: flags.clone(),
         })
@@ -182,7 +234,7 @@ impl Bed {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let text = std::fs::read_to_string(&self.audit_log)
             .with_context(|| format!("read {}", self.audit_log.display()))?;
-        Ok(audit::count(&text, USER))
+        Ok(audit::count(&text, &self.user))
     }
 }
 

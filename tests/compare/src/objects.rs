@@ -19,8 +19,6 @@ pub const NS: &str = "compare";
 pub const EXISTING_NS: &str = "compare-existing";
 /// The StorageClass of every claim.
 pub const CLASS: &str = "compare";
-/// The sidecar's user name in the audit log.
-pub const USER: &str = "system:serviceaccount:compare:csi-provisioner";
 /// Size of every claim.
 pub const SIZE: &str = "1Mi";
 /// Bytes of [`SIZE`].

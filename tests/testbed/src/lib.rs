@@ -68,7 +68,9 @@ pub use host_state::{HostState, WATCHED_PATHS, WATCHED_SYSCTLS};
 pub use kubeconfig::CONTEXT_NAME;
 pub use logs::{DUMP_LINES, tail_file};
 pub use manifest::{parse_documents, substitute};
-pub use node::{DEFAULT_KUBELET_ROOT, DRIVER_POD_LABEL, NODE_READY_TIMEOUT, Node, NodeDriver};
+pub use node::{
+    DEFAULT_KUBELET_ROOT, DRIVER_POD_LABEL, NODE_READY_TIMEOUT, Node, NodeDriver, NodeDriverOptions,
+};
 pub use node_config::{
     BRIDGE, DRIVER_IMAGE, NODE_IP, NODE_NAME, NodePaths, PAUSE_IMAGE, POD_SUBNET, REGISTRAR_IMAGE,
 };

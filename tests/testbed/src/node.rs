@@ -69,6 +69,23 @@ pub struct Node<'a> {
     drop_report: Arc<Mutex<Option<TeardownReport>>>,
 }
 
+/// How [`Node::deploy_csi_driver_opts`] runs the test driver.
+#[derive(Debug, Clone, Default)]
+pub struct NodeDriverOptions {
+    /// ControllerExpandVolume answers `node_expansion_required` and the
+    /// node service advertises EXPAND_VOLUME.
+    pub node_expansion_required: bool,
+    /// Advertise PUBLISH_UNPUBLISH_VOLUME (`--enable-attach`): the kubelet
+    /// then waits for a VolumeAttachment an attacher has marked attached,
+    /// and NodeStageVolume needs its `device` publish context. The driver
+    /// keeps the mock service's own node ID (its ControllerPublishVolume
+    /// accepts no other).
+    pub enable_attach: bool,
+    /// NodeGetInfo `max_volumes_per_node`; ControllerPublishVolume beyond
+    /// it fails with ResourceExhausted. 0: no limit.
+    pub attach_limit: u32,
+}
+
 /// A CSI driver pod on a [`Node`].
 #[derive(Debug, Clone)]
 pub struct NodeDriver {
@@ -450,7 +467,34 @@ impl Node<'_> {
         driver_name: &str,
         node_expansion_required: bool,
     ) -> Result<NodeDriver> {
-        let expansion = node_expansion_required.to_string();
+        let opts = NodeDriverOptions {
+            node_expansion_required,
+            ..Default::default()
+        };
+        self.deploy_csi_driver_opts(namespace, driver_name, &opts)
+            .await
+    }
+
+    /// [`Node::deploy_csi_driver`] with the driver's [`NodeDriverOptions`].
+    ///
+    /// Errors: as [`Node::deploy_csi_driver`].
+    pub async fn deploy_csi_driver_opts(
+        &self,
+        namespace: &str,
+        driver_name: &str,
+        opts: &NodeDriverOptions,
+    ) -> Result<NodeDriver> {
+        let expansion = opts.node_expansion_required.to_string();
+        let attach = opts.enable_attach.to_string();
+        let limit = opts.attach_limit.to_string();
+        // The mock service accepts ControllerPublishVolume only for its own
+        // node ID, so an attaching driver keeps it; otherwise the node's
+        // name, as csi-driver-host-path reports.
+        let node_id = if opts.enable_attach {
+            ""
+        } else {
+            self.name.as_str()
+        };
         self.deploy_csi_driver_from(
             namespace,
             driver_name,
@@ -458,6 +502,9 @@ impl Node<'_> {
             &[
                 ("REGISTRAR_IMAGE", node_config::REGISTRAR_IMAGE),
                 ("NODE_EXPANSION_REQUIRED", expansion.as_str()),
+                ("ENABLE_ATTACH", attach.as_str()),
+                ("ATTACH_LIMIT", limit.as_str()),
+                ("NODE_ID", node_id),
             ],
         )
         .await

@@ -476,3 +476,11 @@ fn lanes() {
     assert_eq!(Lane::of(&va(Some("p"))), Lane::Attach);
     assert_eq!(Lane::of(&deleting(va(Some("p")))), Lane::Detach);
 }
+
+#[test]
+fn force_holds_only_while_the_status_is_unchanged() {
+    assert!(force_still_needed(true, true));
+    assert!(force_still_needed(false, false));
+    assert!(!force_still_needed(false, true), "attached since: settled");
+    assert!(!force_still_needed(true, false), "detached since: settled");
+}

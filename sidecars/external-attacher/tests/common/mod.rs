@@ -294,3 +294,58 @@ pub fn spawn_attacher(
         &[("KUBECONFIG", setup.kubeconfig.as_str())],
     )?)
 }
+
+/// Our csi-provisioner, next to the csi-attacher under test (same target
+/// directory and profile), built there first by the cargo running the
+/// tests (only an up-to-date check when it is built already).
+pub fn provisioner_binary() -> anyhow::Result<PathBuf> {
+    let attacher = PathBuf::from(env!("CARGO_BIN_EXE_csi-attacher"));
+    let profile_dir = attacher.parent().context("csi-attacher has no directory")?;
+    let target_dir = profile_dir
+        .parent()
+        .context("csi-attacher's directory has no parent")?;
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(testbed::repo_root())
+        .args(["build", "--profile", &profile, "--target-dir"])
+        .arg(target_dir)
+        .args(["-p", "external-provisioner", "--bin", "csi-provisioner"])
+        .output()
+        .context("run cargo build for csi-provisioner")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "cargo build -p external-provisioner --bin csi-provisioner failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = profile_dir.join("csi-provisioner");
+    anyhow::ensure!(bin.is_file(), "{} not built", bin.display());
+    Ok(bin)
+}
+
+/// A StorageClass of the test driver: Delete, Immediate binding.
+pub fn storage_class(name: &str) -> k8s_openapi::api::storage::v1::StorageClass {
+    k8s_openapi::api::storage::v1::StorageClass {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        provisioner: DRIVER.into(),
+        reclaim_policy: Some("Delete".into()),
+        volume_binding_mode: Some("Immediate".into()),
+        ..Default::default()
+    }
+}
+
+/// A 1Mi ReadWriteOnce claim of `class`, for the provisioner.
+pub fn dynamic_claim(name: &str, class: &str) -> PersistentVolumeClaim {
+    let mut c = claim(name, "");
+    if let Some(spec) = c.spec.as_mut() {
+        spec.volume_name = None;
+        spec.storage_class_name = Some(class.into());
+    }
+    c
+}
