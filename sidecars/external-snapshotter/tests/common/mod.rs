@@ -343,19 +343,31 @@ impl Scenario {
     }
 
     /// The driver's snapshots (IDs) of source volume `volume`, or all.
+    /// Listed whole and filtered here: the test driver answers a
+    /// `source_volume_id` filter with the first match only.
     pub async fn driver_snapshots(&self, volume: Option<&str>) -> anyhow::Result<BTreeSet<String>> {
-        let r = self
-            .csi
-            .list_snapshots(ListSnapshotsRequest {
-                source_volume_id: volume.unwrap_or_default().to_string(),
-                ..Default::default()
-            })
-            .await?;
-        Ok(r.entries
-            .into_iter()
-            .filter_map(|e| e.snapshot)
-            .map(|s| s.snapshot_id)
-            .collect())
+        let mut out = BTreeSet::new();
+        let mut token = String::new();
+        loop {
+            let r = self
+                .csi
+                .list_snapshots(ListSnapshotsRequest {
+                    starting_token: token.clone(),
+                    ..Default::default()
+                })
+                .await?;
+            out.extend(
+                r.entries
+                    .into_iter()
+                    .filter_map(|e| e.snapshot)
+                    .filter(|s| volume.is_none_or(|v| s.source_volume_id == v))
+                    .map(|s| s.snapshot_id),
+            );
+            if r.next_token.is_empty() {
+                return Ok(out);
+            }
+            token = r.next_token;
+        }
     }
 
     /// The size the driver reports for snapshot `id` (ListSnapshots).
