@@ -93,7 +93,10 @@ impl SnapshotterArgs {
             return Err("group snapshot name prefix cannot be of length 0".into());
         }
         for (flag, n) in [
-            ("--snapshot-name-uuid-length", self.snapshot_name_uuid_length),
+            (
+                "--snapshot-name-uuid-length",
+                self.snapshot_name_uuid_length,
+            ),
             (
                 "--groupsnapshot-name-uuid-length",
                 self.groupsnapshot_name_uuid_length,

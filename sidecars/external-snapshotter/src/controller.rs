@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use csi_client::Connection;
-use csi_client::error::GoStatus;
 use csi_client::csi::v1::{CreateSnapshotRequest, DeleteSnapshotRequest, ListSnapshotsRequest};
+use csi_client::error::GoStatus;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -24,7 +24,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use sidecar_runtime::backoff::PerObjectBackoff;
-use sidecar_runtime::controller::{Queue, Stop, cache_all, drain, refresh_gauges, slim, watch_config};
+use sidecar_runtime::controller::{
+    Queue, Stop, cache_all, drain, refresh_gauges, slim, watch_config,
+};
 use sidecar_runtime::events::{EventQueue, EventType};
 use sidecar_runtime::gofmt::{api_error, quote};
 use sidecar_runtime::own_writes::OwnWrites;
@@ -163,8 +165,7 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()> + Send + Sync 
     let gauge_loop = refresh_gauges(ctx.queue.metrics().clone());
     let run_ctx = ctx.clone();
     let controllers = async move {
-        if classes.wait_until_ready().await.is_err() || contents.wait_until_ready().await.is_err()
-        {
+        if classes.wait_until_ready().await.is_err() || contents.wait_until_ready().await.is_err() {
             warn!("caches stopped before they were ready");
             return;
         }
@@ -216,13 +217,18 @@ fn csi_time_ns(t: Option<&prost_types::Timestamp>) -> i64 {
 }
 
 /// One sync of a content (upstream `syncContentByKey` + `syncContent`).
-async fn reconcile(content: Arc<VolumeSnapshotContent>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    content: Arc<VolumeSnapshotContent>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let _work = ctx.queue.start(content.as_ref());
     let name = content.name_any();
     if ctx.own_writes.is_object_stale(content.as_ref()) {
         // Our own write is not in the cache yet; its watch event may be
         // filtered out (status only), so look again shortly.
-        return Ok(ctx.queue.requeue(content.as_ref(), Duration::from_millis(200)));
+        return Ok(ctx
+            .queue
+            .requeue(content.as_ref(), Duration::from_millis(200)));
     }
     let class = content
         .spec
@@ -234,7 +240,7 @@ async fn reconcile(content: Arc<VolumeSnapshotContent>, ctx: Arc<Context>) -> Re
     }
     let plan = rules::plan(&content);
     debug!(content = %name, ?plan, "sync");
-    let done = match plan {
+    let done = match plan.clone() {
         Plan::Done => true,
         Plan::RemoveBeingCreated => {
             ctx.remove_being_created(&content).await?;
@@ -255,14 +261,18 @@ async fn reconcile(content: Arc<VolumeSnapshotContent>, ctx: Arc<Context>) -> Re
                 Ok(ready) => ready,
                 Err((latest, e)) => {
                     let (why, text) = if first {
-                        (reason::SNAPSHOT_CREATION_FAILED, "Failed to create snapshot")
+                        (
+                            reason::SNAPSHOT_CREATION_FAILED,
+                            "Failed to create snapshot",
+                        )
                     } else {
                         (
                             reason::SNAPSHOT_CONTENT_CHECK_AND_UPDATE_FAILED,
                             "Failed to check and update snapshot content",
                         )
                     };
-                    ctx.record_error(&latest, why, &format!("{text}: {e}")).await;
+                    ctx.record_error(&latest, why, &format!("{text}: {e}"))
+                        .await;
                     return Err(e);
                 }
             }
@@ -285,6 +295,17 @@ async fn reconcile(content: Arc<VolumeSnapshotContent>, ctx: Arc<Context>) -> Re
     };
     if done {
         ctx.backoff.reset(&name);
+        if content.metadata.deletion_timestamp.is_some()
+            && matches!(plan, Plan::Create | Plan::RemoveBeingCreated)
+        {
+            // The snapshot of a content being deleted is now recorded:
+            // delete it next, without waiting for a watch event that the
+            // update filter may drop (upstream #1388: such a content then
+            // waits for the resync, its snapshot still on the driver).
+            return Ok(ctx
+                .queue
+                .requeue(content.as_ref(), Duration::from_millis(100)));
+        }
         Ok(Action::await_change())
     } else {
         // Not ready yet: polled again with the content's backoff, as
@@ -425,7 +446,11 @@ impl Context {
         let secrets = match self.annotation_secrets(content).await {
             Ok(s) => s,
             Err(e) => {
-                self.event(content, reason::SNAPSHOT_DELETE_ERROR, "Failed to get snapshot credentials");
+                self.event(
+                    content,
+                    reason::SNAPSHOT_DELETE_ERROR,
+                    "Failed to get snapshot credentials",
+                );
                 return Err(Error::Delete(format!(
                     "failed to get input parameters to delete snapshot for content {name}: {}",
                     quote(&e)
@@ -437,7 +462,11 @@ impl Context {
             secrets: secrets.into_iter().collect(),
         };
         if let Err(status) = self.csi.delete_snapshot(request).await {
-            self.event(content, reason::SNAPSHOT_DELETE_ERROR, "Failed to delete snapshot");
+            self.event(
+                content,
+                reason::SNAPSHOT_DELETE_ERROR,
+                "Failed to delete snapshot",
+            );
             let inner = format!(
                 "failed to delete snapshot content {name}: {}",
                 quote(&GoStatus(&status).to_string())
@@ -448,20 +477,31 @@ impl Context {
             )));
         }
         info!(content = %name, snapshot = handle, "deleted snapshot");
-        let cleared = content.status.as_ref().map(|s| VolumeSnapshotContentStatus {
-            snapshot_handle: None,
-            ready_to_use: None,
-            creation_time: None,
-            restore_size: None,
-            ..s.clone()
-        });
+        let cleared = content
+            .status
+            .as_ref()
+            .map(|s| VolumeSnapshotContentStatus {
+                snapshot_handle: None,
+                ready_to_use: None,
+                creation_time: None,
+                restore_size: None,
+                ..s.clone()
+            });
         match self
-            .patch(content, json!([{"op": "replace", "path": "/status", "value": cleared}]), true)
+            .patch(
+                content,
+                json!([{"op": "replace", "path": "/status", "value": cleared}]),
+                true,
+            )
             .await
         {
             Ok(c) => Ok(c),
             Err(e) => {
-                self.event(content, reason::SNAPSHOT_DELETE_ERROR, "Failed to clear content status");
+                self.event(
+                    content,
+                    reason::SNAPSHOT_DELETE_ERROR,
+                    "Failed to clear content status",
+                );
                 Err(e)
             }
         }
@@ -500,8 +540,12 @@ impl Context {
                 )),
             },
         };
-        let input = rules::create_input(content, class.as_ref().map(|c| c.as_deref()).map_err(Clone::clone), &self.rules)
-            .map_err(|m| fail(content, m))?;
+        let input = rules::create_input(
+            content,
+            class.as_ref().map(|c| c.as_deref()).map_err(Clone::clone),
+            &self.rules,
+        )
+        .map_err(|m| fail(content, m))?;
         let secrets = self.annotation_secrets(content).await.map_err(|e| {
             fail(
                 content,

@@ -100,7 +100,12 @@ pub fn should_delete(content: &VolumeSnapshotContent) -> bool {
         return false;
     }
     if content.spec.source.snapshot_handle.is_some()
-        && content.spec.volume_snapshot_ref.uid.as_deref().unwrap_or("") == ""
+        && content
+            .spec
+            .volume_snapshot_ref
+            .uid
+            .as_deref()
+            .is_none_or(str::is_empty)
     {
         return true;
     }
@@ -317,15 +322,16 @@ pub fn list_secret_ref(
         (None, None) => return Ok(None),
         (Some(a), Some(b)) => (a, b),
         _ => {
-            return Err(format!(
-                "failed to get name and namespace template from params: either name and namespace for Snapshotter secrets specified, Both must be specified"
-            ));
+            return Err("failed to get name and namespace template from params: either name and namespace for Snapshotter secrets specified, Both must be specified".to_string());
         }
     };
     let resolve = |t: &str| -> Result<String, String> {
         let out = t.replace("${volumesnapshotcontent.name}", content_name);
         if out.contains("${") {
-            return Err(format!("error resolving value {}: unknown template", quote(t)));
+            return Err(format!(
+                "error resolving value {}: unknown template",
+                quote(t)
+            ));
         }
         Ok(out)
     };
@@ -459,8 +465,7 @@ pub fn set_being_created_patch(content: &VolumeSnapshotContent) -> Value {
 /// never overwritten (upstream's patch has no such guard).
 pub fn remove_finalizer_patch(content: &VolumeSnapshotContent) -> Value {
     let current = content.finalizers().to_vec();
-    let kept =
-        sidecar_runtime::finalizers::without(&current, n::VOLUME_SNAPSHOT_CONTENT_FINALIZER);
+    let kept = sidecar_runtime::finalizers::without(&current, n::VOLUME_SNAPSHOT_CONTENT_FINALIZER);
     json!([
         {"op": "test", "path": "/metadata/finalizers", "value": current},
         {"op": "replace", "path": "/metadata/finalizers", "value": kept},

@@ -29,26 +29,31 @@ use testbed::{Testbed, TestbedOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_restore_pre_provisioned_and_recovery() -> anyhow::Result<()> {
-    Testbed::run(TestbedOptions::default(), async |tb: &Testbed| -> anyhow::Result<()> {
-        let who = if testing_ours() { "ours" } else { "upstream" };
-        let t0 = Instant::now();
-        // A short CSI deadline, so the proxy's delay can make a driver error.
-        let s = scenario(tb, "e2e-snap", &["--timeout=3s"]).await?;
-        println!("[{who}] setup {:?}", t0.elapsed());
-        dynamic_and_restore(&s, who).await?;
-        pre_provisioned(&s, who).await?;
-        driver_error_then_recovery(&s, who).await?;
-        ensure!(s.snapshotter.is_running(), "the snapshotter exited");
-        println!("[{who}] whole test {:?}", t0.elapsed());
-        Ok(())
-    })
+    Testbed::run(
+        TestbedOptions::default(),
+        async |tb: &Testbed| -> anyhow::Result<()> {
+            let who = if testing_ours() { "ours" } else { "upstream" };
+            let t0 = Instant::now();
+            // A short CSI deadline, so the proxy's delay can make a driver error.
+            let s = scenario(tb, "e2e-snap", &["--timeout=3s"]).await?;
+            println!("[{who}] setup {:?}", t0.elapsed());
+            dynamic_and_restore(&s, who).await?;
+            pre_provisioned(&s, who).await?;
+            driver_error_then_recovery(&s, who).await?;
+            ensure!(s.snapshotter.is_running(), "the snapshotter exited");
+            println!("[{who}] whole test {:?}", t0.elapsed());
+            Ok(())
+        },
+    )
     .await
 }
 
 /// Snapshot of a Bound claim, restore from it, delete all.
 async fn dynamic_and_restore(s: &Scenario, who: &str) -> anyhow::Result<()> {
     let pp = PostParams::default();
-    s.pvcs.create(&pp, &claim("src", &s.storage_class, None)).await?;
+    s.pvcs
+        .create(&pp, &claim("src", &s.storage_class, None))
+        .await?;
     s.wait_bound("src").await?;
     let volume = s.volume_handle("src").await?;
 
@@ -66,25 +71,48 @@ async fn dynamic_and_restore(s: &Scenario, who: &str) -> anyhow::Result<()> {
     ensure!(status.ready_to_use == Some(true), "{status:?}");
     ensure!(status.creation_time.is_some_and(|t| t > 0), "{status:?}");
     let size = s.driver_snapshot_size(&handle).await?;
-    ensure!(status.restore_size == (size > 0).then_some(size), "restoreSize {status:?}, driver {size}");
+    ensure!(
+        status.restore_size == (size > 0).then_some(size),
+        "restoreSize {status:?}, driver {size}"
+    );
     ensure!(status.error.is_none(), "{status:?}");
     ensure!(
-        !content.metadata.annotations.clone().unwrap_or_default().contains_key(n::ANN_VOLUME_SNAPSHOT_BEING_CREATED),
+        !content
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .contains_key(n::ANN_VOLUME_SNAPSHOT_BEING_CREATED),
         "being-created left on {content_name}"
     );
     ensure!(
-        content.metadata.finalizers.clone().unwrap_or_default().iter().any(|f| f == n::VOLUME_SNAPSHOT_CONTENT_FINALIZER),
+        content
+            .metadata
+            .finalizers
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == n::VOLUME_SNAPSHOT_CONTENT_FINALIZER),
         "no bound finalizer"
     );
     ensure!(
-        snap.status.as_ref().and_then(|s| s.creation_time.clone()).is_some(),
+        snap.status
+            .as_ref()
+            .and_then(|s| s.creation_time.clone())
+            .is_some(),
         "the VolumeSnapshot has no creationTime"
     );
     let on_driver = s.driver_snapshots(Some(&volume)).await?;
-    ensure!(on_driver.contains(&handle), "driver lacks {handle}: {on_driver:?}");
+    ensure!(
+        on_driver.contains(&handle),
+        "driver lacks {handle}: {on_driver:?}"
+    );
     let events = s.content_events(&content_name).await?;
     ensure!(events.is_empty(), "unexpected events: {events:?}");
-    report("dynamic", &json!({"content": content_record(&content), "events": events}))?;
+    report(
+        "dynamic",
+        &json!({"content": content_record(&content), "events": events}),
+    )?;
 
     // Restore with our csi-provisioner.
     let t = Instant::now();
@@ -97,14 +125,21 @@ async fn dynamic_and_restore(s: &Scenario, who: &str) -> anyhow::Result<()> {
     // Delete all: the snapshot goes from the driver, then the content.
     let t = Instant::now();
     s.pvcs.delete("restored", &DeleteParams::default()).await?;
-    s.snapshots.delete("snap1", &DeleteParams::default()).await?;
+    s.snapshots
+        .delete("snap1", &DeleteParams::default())
+        .await?;
     s.wait_gone_content(&content_name).await?;
     let delete_in = t.elapsed();
     let left = s.driver_snapshots(Some(&volume)).await?;
     ensure!(left.is_empty(), "snapshots left on the driver: {left:?}");
     s.pvcs.delete("src", &DeleteParams::default()).await?;
     poll("claims gone", WAIT, || async {
-        Ok(s.pvcs.list(&Default::default()).await?.items.is_empty().then_some(()))
+        Ok(s.pvcs
+            .list(&Default::default())
+            .await?
+            .items
+            .is_empty()
+            .then_some(()))
     })
     .await?;
     println!(
@@ -117,7 +152,9 @@ async fn dynamic_and_restore(s: &Scenario, who: &str) -> anyhow::Result<()> {
 /// pre-provisioned content; deleting the snapshot deletes it (policy Delete).
 async fn pre_provisioned(s: &Scenario, who: &str) -> anyhow::Result<()> {
     let pp = PostParams::default();
-    s.pvcs.create(&pp, &claim("pre-src", &s.storage_class, None)).await?;
+    s.pvcs
+        .create(&pp, &claim("pre-src", &s.storage_class, None))
+        .await?;
     s.wait_bound("pre-src").await?;
     let volume = s.volume_handle("pre-src").await?;
     let cut = s
@@ -170,10 +207,19 @@ async fn pre_provisioned(s: &Scenario, who: &str) -> anyhow::Result<()> {
     let ready_in = t.elapsed();
     let content = s.contents.get(&content_name).await?;
     let status = content.status.clone().unwrap_or_default();
-    ensure!(status.snapshot_handle.as_deref() == Some(cut.snapshot_id.as_str()), "{status:?}");
+    ensure!(
+        status.snapshot_handle.as_deref() == Some(cut.snapshot_id.as_str()),
+        "{status:?}"
+    );
     let size = cut.size_bytes;
-    ensure!(status.restore_size == (size > 0).then_some(size), "restoreSize {status:?}, driver {size}");
-    report("pre-provisioned", &json!({"content": content_record(&content), "events": s.content_events(&content_name).await?}))?;
+    ensure!(
+        status.restore_size == (size > 0).then_some(size),
+        "restoreSize {status:?}, driver {size}"
+    );
+    report(
+        "pre-provisioned",
+        &json!({"content": content_record(&content), "events": s.content_events(&content_name).await?}),
+    )?;
 
     let t = Instant::now();
     s.snapshots.delete("pre", &DeleteParams::default()).await?;
@@ -193,7 +239,9 @@ async fn pre_provisioned(s: &Scenario, who: &str) -> anyhow::Result<()> {
 /// cleared.
 async fn driver_error_then_recovery(s: &Scenario, who: &str) -> anyhow::Result<()> {
     let pp = PostParams::default();
-    s.pvcs.create(&pp, &claim("slow-src", &s.storage_class, None)).await?;
+    s.pvcs
+        .create(&pp, &claim("slow-src", &s.storage_class, None))
+        .await?;
     s.wait_bound("slow-src").await?;
     let volume = s.volume_handle("slow-src").await?;
     s.proxy.set_delay(Duration::from_secs(5));
@@ -207,17 +255,32 @@ async fn driver_error_then_recovery(s: &Scenario, who: &str) -> anyhow::Result<(
         Ok(has_error.then_some(c))
     })
     .await?;
-    let message = failed.status.as_ref().and_then(|s| s.error.as_ref()).and_then(|e| e.message.clone()).unwrap_or_default();
-    ensure!(message.starts_with("Failed to create snapshot: failed to take snapshot of the volume"), "{message}");
+    let message = failed
+        .status
+        .as_ref()
+        .and_then(|s| s.error.as_ref())
+        .and_then(|e| e.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        message.starts_with("Failed to create snapshot: failed to take snapshot of the volume"),
+        "{message}"
+    );
     ensure!(message.contains("DeadlineExceeded"), "{message}");
     ensure!(
-        failed.metadata.annotations.clone().unwrap_or_default().contains_key(n::ANN_VOLUME_SNAPSHOT_BEING_CREATED),
+        failed
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .contains_key(n::ANN_VOLUME_SNAPSHOT_BEING_CREATED),
         "a non-final error must keep the being-created record"
     );
     let failed_record = content_record(&failed);
     let events = s.content_events(&content_name).await?;
     ensure!(
-        events.iter().any(|(t, r, _)| t == "Warning" && r == "SnapshotCreationFailed"),
+        events
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "SnapshotCreationFailed"),
         "{events:?}"
     );
 
@@ -229,11 +292,18 @@ async fn driver_error_then_recovery(s: &Scenario, who: &str) -> anyhow::Result<(
     let status = c.status.clone().unwrap_or_default();
     ensure!(status.error.is_none(), "error not cleared: {status:?}");
     ensure!(
-        !c.metadata.annotations.clone().unwrap_or_default().contains_key(n::ANN_VOLUME_SNAPSHOT_BEING_CREATED),
+        !c.metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .contains_key(n::ANN_VOLUME_SNAPSHOT_BEING_CREATED),
         "being-created left after recovery"
     );
     let on_driver = s.driver_snapshots(Some(&volume)).await?;
-    ensure!(on_driver.len() == 1, "one snapshot expected on the driver: {on_driver:?}");
+    ensure!(
+        on_driver.len() == 1,
+        "one snapshot expected on the driver: {on_driver:?}"
+    );
     let mut event_kinds: Vec<(String, String)> = s
         .content_events(&content_name)
         .await?
@@ -252,7 +322,10 @@ async fn driver_error_then_recovery(s: &Scenario, who: &str) -> anyhow::Result<(
     )?;
     s.snapshots.delete("slow", &DeleteParams::default()).await?;
     s.wait_gone_content(&content_name).await?;
-    ensure!(s.driver_snapshots(Some(&volume)).await?.is_empty(), "snapshot left");
+    ensure!(
+        s.driver_snapshots(Some(&volume)).await?.is_empty(),
+        "snapshot left"
+    );
     s.pvcs.delete("slow-src", &DeleteParams::default()).await?;
     println!("[{who}] driver error: recovered {recovered_in:?} after the driver became fast");
     Ok(())

@@ -5,8 +5,8 @@
 use super::*;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use snapshot_api::snapshot::v1::VolumeSnapshotContentSpec;
 use snapshot_api::snapshot::v1::{VolumeSnapshotClassFields, VolumeSnapshotContentSource};
-use snapshot_api::snapshot::v1::{VolumeSnapshotContentSpec};
 
 const DRIVER: &str = "hostpath.csi.k8s.io";
 const UID: &str = "11111111-2222-3333-4444-555555555555";
@@ -156,12 +156,7 @@ fn deletion_with_delete_policy_deletes_the_snapshot_then_the_finalizer() {
     // Not yet marked by snapshot-controller: nothing happens.
     assert_eq!(plan(&c), Plan::Done);
     annotate(&mut c, n::ANN_VOLUME_SNAPSHOT_BEING_DELETED);
-    assert_eq!(
-        plan(&c),
-        Plan::DeleteSnapshot {
-            handle: "h".into()
-        }
-    );
+    assert_eq!(plan(&c), Plan::DeleteSnapshot { handle: "h".into() });
     // After DeleteSnapshot the status lost its handle.
     c.status = Some(VolumeSnapshotContentStatus::default());
     assert_eq!(plan(&c), Plan::RemoveFinalizer);
@@ -208,12 +203,7 @@ fn crash_record_blocks_deletion_and_repeats_create() {
         .unwrap()
         .remove(n::ANN_VOLUME_SNAPSHOT_BEING_CREATED);
     c.status = Some(status("h", true));
-    assert_eq!(
-        plan(&c),
-        Plan::DeleteSnapshot {
-            handle: "h".into()
-        }
-    );
+    assert_eq!(plan(&c), Plan::DeleteSnapshot { handle: "h".into() });
 }
 
 #[test]
@@ -315,7 +305,10 @@ fn secrets_from_annotations_and_class() {
     assert!(deletion_secret_ref(&c).is_err());
 
     let cl = class(&[
-        (n::SNAPSHOTTER_LIST_SECRET_NAME_KEY, "list-${volumesnapshotcontent.name}"),
+        (
+            n::SNAPSHOTTER_LIST_SECRET_NAME_KEY,
+            "list-${volumesnapshotcontent.name}",
+        ),
         (n::SNAPSHOTTER_LIST_SECRET_NAMESPACE_KEY, "kube-system"),
     ]);
     assert_eq!(
@@ -326,7 +319,10 @@ fn secrets_from_annotations_and_class() {
     assert!(list_secret_ref(&half, "c").is_err());
     let bad = class(&[
         (n::SNAPSHOTTER_LIST_SECRET_NAME_KEY, "x"),
-        (n::SNAPSHOTTER_LIST_SECRET_NAMESPACE_KEY, "${volumesnapshot.namespace}"),
+        (
+            n::SNAPSHOTTER_LIST_SECRET_NAMESPACE_KEY,
+            "${volumesnapshot.namespace}",
+        ),
     ]);
     assert!(list_secret_ref(&bad, "c").is_err());
 }
@@ -396,7 +392,10 @@ fn annotation_and_finalizer_patches() {
         remove_being_created_patch()[0]["path"],
         "/metadata/annotations/snapshot.storage.kubernetes.io~1volumesnapshot-being-created"
     );
-    c.metadata.finalizers = Some(vec!["a".into(), n::VOLUME_SNAPSHOT_CONTENT_FINALIZER.into()]);
+    c.metadata.finalizers = Some(vec![
+        "a".into(),
+        n::VOLUME_SNAPSHOT_CONTENT_FINALIZER.into(),
+    ]);
     let p = remove_finalizer_patch(&c);
     assert_eq!(p[0]["op"], "test");
     assert_eq!(p[1]["value"], json!(["a"]));
@@ -412,7 +411,10 @@ fn enqueue_filter_ignores_own_writes() {
     new.status = Some(status("h", false));
     annotate(&mut new, n::ANN_VOLUME_SNAPSHOT_BEING_CREATED);
     new.metadata.finalizers = None;
-    assert!(!should_enqueue(&old, &new), "status/finalizer/being-created only");
+    assert!(
+        !should_enqueue(&old, &new),
+        "status/finalizer/being-created only"
+    );
     let mut ready = new.clone();
     ready.metadata.resource_version = Some("3".into());
     ready.status = Some(status("h", true));

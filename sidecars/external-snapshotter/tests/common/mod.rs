@@ -62,7 +62,14 @@ pub fn provisioner_binary() -> anyhow::Result<PathBuf> {
     let out = Command::new(cargo)
         .current_dir(testbed::repo_root())
         .args(["build", "--message-format=json-render-diagnostics"])
-        .args(["-p", "external-provisioner", "-p", "external-snapshotter", "-p", "testbed"])
+        .args([
+            "-p",
+            "external-provisioner",
+            "-p",
+            "external-snapshotter",
+            "-p",
+            "testbed",
+        ])
         .args(["--bin", "csi-provisioner"])
         .output()
         .context("run cargo build -p external-provisioner")?;
@@ -127,8 +134,11 @@ pub async fn scenario(
         "rbac-csi-snapshotter.yaml",
         "rbac-snapshot-controller.yaml",
     ] {
-        tb.apply_manifest(&testbed::manifest_path(manifest), &[("NAMESPACE", ns.as_str())])
-            .await?;
+        tb.apply_manifest(
+            &testbed::manifest_path(manifest),
+            &[("NAMESPACE", ns.as_str())],
+        )
+        .await?;
     }
     let kc = |sa: &'static str| {
         let ns = ns.clone();
@@ -176,7 +186,14 @@ pub async fn scenario(
     )?;
     let proxy_path = tb.run_dir().join(format!("px{}.sock", tb.next_seq()));
     let proxy = DelayProxy::start(&proxy_path, driver.socket_path(), Duration::ZERO)?;
-    let snapshotter = spawn_snapshotter(tb, &ns, &snap_kc, proxy.socket_path(), "csi-snapshotter", snapshotter_args)?;
+    let snapshotter = spawn_snapshotter(
+        tb,
+        &ns,
+        &snap_kc,
+        proxy.socket_path(),
+        "csi-snapshotter",
+        snapshotter_args,
+    )?;
     let admin = tb.admin_client();
     let storage_class = format!("{prefix}-{suffix}");
     Api::<StorageClass>::all(admin.clone())
@@ -405,7 +422,10 @@ impl Scenario {
     }
 
     /// Events about content `name` from the snapshotter: `(type, reason, message)`.
-    pub async fn content_events(&self, name: &str) -> anyhow::Result<Vec<(String, String, String)>> {
+    pub async fn content_events(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<Vec<(String, String, String)>> {
         let list = Api::<Event>::namespaced(self.admin.clone(), "default")
             .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
             .await?;
