@@ -27,6 +27,16 @@ use snapshot_api::snapshot::v1::{
 };
 use testbed::{Testbed, TestbedOptions};
 
+async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_restore_pre_provisioned_and_recovery() -> anyhow::Result<()> {
     Testbed::run(
@@ -35,12 +45,40 @@ async fn snapshot_restore_pre_provisioned_and_recovery() -> anyhow::Result<()> {
             let who = if testing_ours() { "ours" } else { "upstream" };
             let t0 = Instant::now();
             // A short CSI deadline, so the proxy's delay can make a driver error.
-            let s = scenario(tb, "e2e-snap", &["--timeout=3s"]).await?;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let endpoint = format!("--http-endpoint=127.0.0.1:{port}");
+            let s = scenario(tb, "e2e-snap", &["--timeout=3s", &endpoint]).await?;
             println!("[{who}] setup {:?}", t0.elapsed());
             dynamic_and_restore(&s, who).await?;
             pre_provisioned(&s, who).await?;
             driver_error_then_recovery(&s, who).await?;
             ensure!(s.snapshotter.is_running(), "the snapshotter exited");
+            // Metrics and the Lease, as upstream names them.
+            let metrics = http_get(port, "/metrics").await?;
+            for needle in [
+                "csi_sidecar_operations_seconds_bucket",
+                "/csi.v1.Controller/CreateSnapshot",
+                "/csi.v1.Controller/DeleteSnapshot",
+                "/csi.v1.Controller/ListSnapshots",
+                "workqueue_adds_total{name=\"csi-snapshotter-content\"}",
+                "leader_election_master_status",
+            ] {
+                ensure!(metrics.contains(needle), "metrics lack {needle}");
+            }
+            let health = http_get(port, "/healthz/leader-election").await?;
+            ensure!(
+                health.starts_with("HTTP/1.0 200") || health.starts_with("HTTP/1.1 200"),
+                "{health}"
+            );
+            let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+                kube::Api::namespaced(s.admin.clone(), &s.ns);
+            ensure!(
+                leases.get_opt(common::LEASE).await?.is_some(),
+                "no Lease {}",
+                common::LEASE
+            );
             println!("[{who}] whole test {:?}", t0.elapsed());
             Ok(())
         },
