@@ -79,6 +79,16 @@ async fn snapshot_restore_pre_provisioned_and_recovery() -> anyhow::Result<()> {
                 "no Lease {}",
                 common::LEASE
             );
+            // Measured and printed, not asserted.
+            let rss = std::fs::read_to_string(format!("/proc/{}/status", s.snapshotter.pid()))
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .find(|l| l.starts_with("VmHWM:"))
+                        .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+                })
+                .unwrap_or_default();
+            println!("[{who}] csi-snapshotter peak RSS: {rss} kB");
             println!("[{who}] whole test {:?}", t0.elapsed());
             Ok(())
         },
