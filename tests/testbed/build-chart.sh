@@ -39,20 +39,26 @@ stamp_of() {
 }
 
 want=(helm kube-scheduler)
-missing=()
-for b in "${want[@]}"; do
-	if [[ ! -x "$BIN/$b" || "$(cat "$BIN/.$b.key" 2>/dev/null)" != "$(stamp_of "$b")" ]]; then
-		missing+=("$b")
-	fi
-done
+find_missing() {
+	missing=()
+	for b in "${want[@]}"; do
+		if [[ ! -x "$BIN/$b" || "$(cat "$BIN/.$b.key" 2>/dev/null)" != "$(stamp_of "$b")" ]]; then
+			missing+=("$b")
+		fi
+	done
+}
+find_missing
 if ((${#missing[@]} == 0)); then
 	echo "chart tools: cached in $BIN" >&2
 	echo "$BIN"
 	exit 0
 fi
 
+# A developer and CI may share this machine and cache; whoever waited here
+# may find the work done.
 exec 9>"$CACHE/.lock"
 flock 9
+find_missing
 
 total_start=$(date +%s)
 for b in "${missing[@]}"; do

@@ -77,6 +77,18 @@ pub fn build_chart_script() -> PathBuf {
 ///
 /// Errors: [`Error::Build`] with the command to run.
 pub fn tools_dir() -> Result<PathBuf, Error> {
+    // One build check per test process.
+    static DIR: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut cached = DIR.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(dir) = cached.as_ref() {
+        return Ok(dir.clone());
+    }
+    let dir = locate_tools()?;
+    *cached = Some(dir.clone());
+    Ok(dir)
+}
+
+fn locate_tools() -> Result<PathBuf, Error> {
     if let Some(dir) = std::env::var_os(testbed::BIN_ENV).filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
         if dir.join("helm").is_file() && dir.join("kube-scheduler").is_file() {
