@@ -167,7 +167,11 @@ pub async fn vendor_crds(chart: &Path) -> Result<Vec<PathBuf>, Error> {
             source,
         })?;
         // Tests running at once may vendor together: write, then rename.
-        let tmp = dir.join(format!(".{}.{}", std::process::id(), to.display().to_string().len()));
+        let tmp = dir.join(format!(
+            ".{}.{}",
+            std::process::id(),
+            to.display().to_string().len()
+        ));
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &to))
             .map_err(|source| Error::Io {

@@ -30,8 +30,8 @@ fn schema_file_is_generated_from_the_values_struct() -> anyhow::Result<()> {
 #[test]
 fn values_yaml_has_exactly_the_fields_of_the_struct() -> anyhow::Result<()> {
     let text = std::fs::read_to_string(chart::chart_dir().join("values.yaml"))?;
-    let values: chart::values::Values =
-        serde_yaml::from_str(&text).context("values.yaml does not match tests/chart/src/values.rs")?;
+    let values: chart::values::Values = serde_yaml::from_str(&text)
+        .context("values.yaml does not match tests/chart/src/values.rs")?;
     // Round trip: every key of values.yaml is a field (deny_unknown_fields
     // above) and every field is in values.yaml (no serde defaults).
     let back = serde_json::to_value(&values)?;
@@ -112,7 +112,14 @@ async fn hostpath_profile_renders_every_sidecar_with_upstreams_rbac() -> anyhow:
 
     let deploy = find(&docs, "Deployment", "-controller")?;
     ensure!(
-        containers(deploy) == ["driver", "csi-attacher", "csi-provisioner", "csi-resizer", "csi-snapshotter"],
+        containers(deploy)
+            == [
+                "driver",
+                "csi-attacher",
+                "csi-provisioner",
+                "csi-resizer",
+                "csi-snapshotter"
+            ],
         "controller containers: {:?}",
         containers(deploy)
     );
@@ -131,8 +138,16 @@ async fn hostpath_profile_renders_every_sidecar_with_upstreams_rbac() -> anyhow:
     ensure!(pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault");
     for c in pod["containers"].as_array().context("containers")? {
         let sc = &c["securityContext"];
-        ensure!(sc["allowPrivilegeEscalation"] == false, "{}: {sc}", c["name"]);
-        ensure!(sc["capabilities"]["drop"] == serde_json::json!(["ALL"]), "{}: {sc}", c["name"]);
+        ensure!(
+            sc["allowPrivilegeEscalation"] == false,
+            "{}: {sc}",
+            c["name"]
+        );
+        ensure!(
+            sc["capabilities"]["drop"] == serde_json::json!(["ALL"]),
+            "{}: {sc}",
+            c["name"]
+        );
     }
     // Sidecar flags as the values say.
     let provisioner = pod["containers"]
@@ -152,14 +167,23 @@ async fn hostpath_profile_renders_every_sidecar_with_upstreams_rbac() -> anyhow:
         "--http-endpoint=:8080",
         "--extra-create-metadata",
     ] {
-        ensure!(args.contains(&want), "provisioner args {args:?} lack {want}");
+        ensure!(
+            args.contains(&want),
+            "provisioner args {args:?} lack {want}"
+        );
     }
 
     // RBAC: exactly the rules of the test bed's manifests, which mirror
     // upstream's rbac.yaml (plus the two marked additions, on by default).
     for (sidecar, files) in [
-        ("csi-provisioner", vec!["rbac-csi-provisioner.yaml", "rbac-csi-provisioner-vac.yaml"]),
-        ("csi-attacher", vec!["rbac-csi-attacher.yaml", "rbac-csi-attacher-events.yaml"]),
+        (
+            "csi-provisioner",
+            vec!["rbac-csi-provisioner.yaml", "rbac-csi-provisioner-vac.yaml"],
+        ),
+        (
+            "csi-attacher",
+            vec!["rbac-csi-attacher.yaml", "rbac-csi-attacher-events.yaml"],
+        ),
         ("csi-resizer", vec!["rbac-csi-resizer.yaml"]),
     ] {
         let cr = find(&docs, "ClusterRole", &format!("-{sidecar}"))?;
@@ -180,14 +204,22 @@ async fn hostpath_profile_renders_every_sidecar_with_upstreams_rbac() -> anyhow:
         &chart,
         "hostpath",
         "csi",
-        &["--set", "csiProvisioner.vacRBAC=false", "--set", "csiAttacher.eventsRBAC=false"],
+        &[
+            "--set",
+            "csiProvisioner.vacRBAC=false",
+            "--set",
+            "csiAttacher.eventsRBAC=false",
+        ],
     )?)?;
     for (sidecar, file) in [
         ("csi-provisioner", "rbac-csi-provisioner.yaml"),
         ("csi-attacher", "rbac-csi-attacher.yaml"),
     ] {
         let cr = find(&docs, "ClusterRole", &format!("-{sidecar}"))?;
-        ensure!(rule_set(&cr["rules"]) == manifest_rules(&[file], "ClusterRole")?, "{sidecar}");
+        ensure!(
+            rule_set(&cr["rules"]) == manifest_rules(&[file], "ClusterRole")?,
+            "{sidecar}"
+        );
     }
     ensure!(of_kind(&docs, "ServiceMonitor").len() == 1);
     ensure!(of_kind(&docs, "PodDisruptionBudget").len() == 1);
@@ -199,7 +231,10 @@ async fn node_only_profile_renders_no_controller() -> anyhow::Result<()> {
     let chart = prepared_chart().await?;
     let docs = documents(&render(&chart, "node-only", "csi", &[])?)?;
     ensure!(of_kind(&docs, "Deployment").is_empty());
-    ensure!(of_kind(&docs, "ClusterRole").is_empty(), "a node-only driver needs no RBAC");
+    ensure!(
+        of_kind(&docs, "ClusterRole").is_empty(),
+        "a node-only driver needs no RBAC"
+    );
     ensure!(of_kind(&docs, "PodDisruptionBudget").is_empty());
     let ds = find(&docs, "DaemonSet", "-node")?;
     ensure!(containers(ds) == ["driver", "csi-node-driver-registrar", "livenessprobe"]);
@@ -215,7 +250,10 @@ async fn snapshot_profile_renders_the_snapshot_controller_and_crds() -> anyhow::
     let chart = prepared_chart().await?;
     let docs = documents(&render(&chart, "snapshot", "csi", &[])?)?;
     let crds = of_kind(&docs, "CustomResourceDefinition");
-    let names: BTreeSet<&str> = crds.iter().filter_map(|c| c["metadata"]["name"].as_str()).collect();
+    let names: BTreeSet<&str> = crds
+        .iter()
+        .filter_map(|c| c["metadata"]["name"].as_str())
+        .collect();
     ensure!(
         names
             == BTreeSet::from([
@@ -230,17 +268,24 @@ async fn snapshot_profile_renders_the_snapshot_controller_and_crds() -> anyhow::
     }
     let sc = find(&docs, "Deployment", "-snapshot-controller")?;
     ensure!(containers(sc) == ["snapshot-controller"]);
-    ensure!(sc["spec"]["template"]["spec"]["serviceAccountName"]
-        .as_str()
-        .is_some_and(|s| s.ends_with("-snapshot-controller")));
+    ensure!(
+        sc["spec"]["template"]["spec"]["serviceAccountName"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("-snapshot-controller"))
+    );
     let controller = find(&docs, "Deployment", "-controller")?;
     ensure!(containers(controller).contains(&"csi-snapshotter".to_string()));
     let rules = rule_set(&find(&docs, "ClusterRole", "-snapshot-controller")?["rules"]);
     ensure!(
-        rules.get(&("snapshot.storage.k8s.io".into(), "volumesnapshotcontents".into()))
-            == Some(&BTreeSet::from(
-                ["create", "get", "list", "watch", "update", "delete", "patch"].map(String::from)
-            ))
+        rules.get(&(
+            "snapshot.storage.k8s.io".into(),
+            "volumesnapshotcontents".into()
+        )) == Some(&BTreeSet::from(
+            [
+                "create", "get", "list", "watch", "update", "delete", "patch"
+            ]
+            .map(String::from)
+        ))
     );
     ensure!(of_kind(&docs, "PodDisruptionBudget").len() == 2);
     Ok(())
@@ -253,16 +298,43 @@ async fn bad_values_are_refused_naming_the_key() -> anyhow::Result<()> {
     let values = common::profile_values("hostpath");
     let values = values.to_str().context("path")?;
     let cases: [(&[&str], &[&str]); 9] = [
-        (&["--set", "driver.name=Bad_Name"], &["/driver/name", "does not match pattern"]),
+        (
+            &["--set", "driver.name=Bad_Name"],
+            &["/driver/name", "does not match pattern"],
+        ),
         (&["--set", "driver.name="], &["/driver/name", "minLength"]),
-        (&["--set", "controller.replicaz=2"], &["/controller", "additional properties 'replicaz' not allowed"]),
-        (&["--set", "csiProvisioner.timeout=soon"], &["/csiProvisioner/timeout", "does not match pattern"]),
-        (&["--set", "csiAttacher.httpPort=70000"], &["/csiAttacher/httpPort", "maximum"]),
-        (&["--set", "driver.fsGroupPolicy=Sometimes"], &["/driver/fsGroupPolicy", "value must be one of"]),
-        (&["--set", "kubeletDir=var/lib/kubelet"], &["/kubeletDir", "does not match pattern"]),
+        (
+            &["--set", "controller.replicaz=2"],
+            &[
+                "/controller",
+                "additional properties 'replicaz' not allowed",
+            ],
+        ),
+        (
+            &["--set", "csiProvisioner.timeout=soon"],
+            &["/csiProvisioner/timeout", "does not match pattern"],
+        ),
+        (
+            &["--set", "csiAttacher.httpPort=70000"],
+            &["/csiAttacher/httpPort", "maximum"],
+        ),
+        (
+            &["--set", "driver.fsGroupPolicy=Sometimes"],
+            &["/driver/fsGroupPolicy", "value must be one of"],
+        ),
+        (
+            &["--set", "kubeletDir=var/lib/kubelet"],
+            &["/kubeletDir", "does not match pattern"],
+        ),
         // Rules across keys, from the templates' checks.
-        (&["--set", "csiAttacher.enabled=false"], &["driver.attachRequired is true but csiAttacher.enabled is false"]),
-        (&["--set", "controller.driver.image.repository="], &["controller.driver.image.repository is empty"]),
+        (
+            &["--set", "csiAttacher.enabled=false"],
+            &["driver.attachRequired is true but csiAttacher.enabled is false"],
+        ),
+        (
+            &["--set", "controller.driver.image.repository="],
+            &["controller.driver.image.repository is empty"],
+        ),
     ];
     for (args, wants) in cases {
         let mut all = vec!["template", "rel", chart, "-f", values];
@@ -276,7 +348,10 @@ async fn bad_values_are_refused_naming_the_key() -> anyhow::Result<()> {
                 out.stderr
             );
         }
-        eprintln!("refused {args:?}: {}", out.stderr.lines().last().unwrap_or_default().trim());
+        eprintln!(
+            "refused {args:?}: {}",
+            out.stderr.lines().last().unwrap_or_default().trim()
+        );
     }
     Ok(())
 }
