@@ -584,7 +584,7 @@ pub struct Tests {
     /// Size of its claim (a quantity, e.g. `1Mi`).
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
     pub size: String,
-    /// The test Pod's image; empty repository: livenessprobe's.
+    /// The test Pod's image; empty repository: csi-provisioner's.
     pub image: Image,
     /// The test Pod's command; empty: the image's entrypoint with `--version`.
     pub command: Vec<String>,

@@ -164,10 +164,12 @@ fn values(tb: &Testbed, node: &Node<'_>, storage_class: &str) -> anyhow::Result<
                     "tag": testbed::DRIVER_IMAGE.rsplit_once(':').map(|(_, t)| t).unwrap_or_default(),
                     "pullPolicy": "Never",
                 },
+                // No --nodeid: csi-testdriver's ControllerPublishVolume
+                // accepts only its service's fixed node ID, which
+                // NodeGetInfo then reports to the kubelet.
                 "args": [
                     "--endpoint=$(CSI_ENDPOINT)",
                     "--drivername={{ .Values.driver.name }}",
-                    "--nodeid=$(NODE_NAME)",
                     "--enable-attach=true",
                     "--node-mounts=true",
                     format!("--state-dir={state_dir}"),
@@ -489,6 +491,7 @@ async fn nothing_left(tb: &Testbed, node: &Node<'_>, ns: &str, sc: &str) -> anyh
 async fn helm_install_provisions_attaches_mounts_tests_and_uninstalls() -> anyhow::Result<()> {
     let t0 = Instant::now();
     // Builds helm and kube-scheduler when missing (before the node's lock).
+    chart::tools_dir()?;
     let chart = common::prepared_chart().await?;
     let tb = Testbed::start(TestbedOptions::with_workloads()).await?;
     tb.run_test(async |tb: &Testbed| -> anyhow::Result<()> {
@@ -549,6 +552,28 @@ async fn helm_install_provisions_attaches_mounts_tests_and_uninstalls() -> anyho
             ensure!(
                 out.contains("Phase:") && out.contains("Succeeded"),
                 "helm test:\n{out}"
+            );
+            // The test's claim is deleted with its hook; its volume must be
+            // gone before the provisioner is.
+            let t = Instant::now();
+            let pvs: Api<PersistentVolume> = Api::all(tb.admin_client());
+            poll("the helm test's PV deleted", WAIT, || async {
+                let any = pvs
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .into_iter()
+                    .any(|pv| {
+                        pv.spec
+                            .and_then(|s| s.csi)
+                            .is_some_and(|csi| csi.driver == DRIVER)
+                    });
+                Ok((!any).then_some(()))
+            })
+            .await?;
+            eprintln!(
+                "e2e_install: the helm test's volume deleted {:.1}s after the test",
+                t.elapsed().as_secs_f64()
             );
             anyhow::Ok(())
         }
