@@ -99,6 +99,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.controller.enabled .Values.driver.attachRequired (not .Values.csiAttacher.enabled) }}
 {{- fail "driver.attachRequired is true but csiAttacher.enabled is false: nothing would attach the volumes (set driver.attachRequired=false for a driver without PUBLISH_UNPUBLISH_VOLUME)" }}
 {{- end }}
+{{- if and .Values.controller.enabled (gt (int .Values.controller.replicas) 1) (not .Values.controller.leaderElection.enabled) }}
+{{- fail "controller.replicas > 1 needs controller.leaderElection.enabled: without it every replica would act on every volume" }}
+{{- end }}
+{{- if and .Values.snapshotController.enabled (gt (int .Values.snapshotController.replicas) 1) (not .Values.controller.leaderElection.enabled) }}
+{{- fail "snapshotController.replicas > 1 needs controller.leaderElection.enabled: without it every replica would act on every snapshot" }}
+{{- end }}
 {{- if and .Values.csiProvisioner.enableCapacity (not .Values.driver.storageCapacity) }}
 {{- fail "csiProvisioner.enableCapacity needs driver.storageCapacity=true, else the scheduler ignores the CSIStorageCapacity objects" }}
 {{- end }}

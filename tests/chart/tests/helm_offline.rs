@@ -297,7 +297,7 @@ async fn bad_values_are_refused_naming_the_key() -> anyhow::Result<()> {
     let chart = chart.to_str().context("path")?;
     let values = common::profile_values("hostpath");
     let values = values.to_str().context("path")?;
-    let cases: [(&[&str], &[&str]); 9] = [
+    let cases: [(&[&str], &[&str]); 10] = [
         (
             &["--set", "driver.name=Bad_Name"],
             &["/driver/name", "does not match pattern"],
@@ -330,6 +330,10 @@ async fn bad_values_are_refused_naming_the_key() -> anyhow::Result<()> {
         (
             &["--set", "csiAttacher.enabled=false"],
             &["driver.attachRequired is true but csiAttacher.enabled is false"],
+        ),
+        (
+            &["--set", "controller.leaderElection.enabled=false"],
+            &["controller.replicas > 1 needs controller.leaderElection.enabled"],
         ),
         (
             &["--set", "controller.driver.image.repository="],
