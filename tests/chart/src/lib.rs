@@ -167,11 +167,9 @@ pub async fn vendor_crds(chart: &Path) -> Result<Vec<PathBuf>, Error> {
             source,
         })?;
         // Tests running at once may vendor together: write, then rename.
-        let tmp = dir.join(format!(
-            ".{}.{}",
-            std::process::id(),
-            to.display().to_string().len()
-        ));
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{}.{seq}.tmp", std::process::id()));
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &to))
             .map_err(|source| Error::Io {
