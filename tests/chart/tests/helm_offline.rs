@@ -288,7 +288,73 @@ async fn snapshot_profile_renders_the_snapshot_controller_and_crds() -> anyhow::
         ))
     );
     ensure!(of_kind(&docs, "PodDisruptionBudget").len() == 2);
+
+    // csi-snapshotter's and snapshot-controller's rules equal those of
+    // upstream's own rbac files in the pinned external-snapshotter module.
+    let module = upstream_snapshotter_dir()?;
+    for (sidecar, file) in [
+        (
+            "csi-snapshotter",
+            "deploy/kubernetes/csi-snapshotter/rbac-csi-snapshotter.yaml",
+        ),
+        (
+            "snapshot-controller",
+            "deploy/kubernetes/snapshot-controller/rbac-snapshot-controller.yaml",
+        ),
+    ] {
+        let upstream = documents(&std::fs::read_to_string(module.join(file))?)?;
+        for kind in ["ClusterRole", "Role"] {
+            let want = upstream
+                .iter()
+                .filter(|d| d["kind"] == kind)
+                .map(|d| rule_set(&d["rules"]))
+                .next()
+                .with_context(|| format!("no {kind} in upstream's {file}"))?;
+            let have = rule_set(&find(&docs, kind, &format!("-{sidecar}"))?["rules"]);
+            ensure!(
+                have == want,
+                "{sidecar} {kind}: {have:?} != upstream's {want:?}"
+            );
+        }
+    }
     Ok(())
+}
+
+/// external-snapshotter v8's directory in the test bed's module cache
+/// (`go list -m` in `tests/testbed/go`, which pins it).
+fn upstream_snapshotter_dir() -> anyhow::Result<std::path::PathBuf> {
+    let cache = std::env::var_os("CSI_TESTBED_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/csi-testbed")
+        });
+    let out = std::process::Command::new("go")
+        .args([
+            "list",
+            "-m",
+            "-f",
+            "{{.Dir}}",
+            "github.com/kubernetes-csi/external-snapshotter/v8",
+        ])
+        .current_dir(testbed::repo_root().join("tests/testbed/go"))
+        .env("GOMODCACHE", cache.join("gomod"))
+        .env("GOWORK", "off")
+        .env("GOFLAGS", "-mod=readonly")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .context("run go list (the test bed needs Go on PATH)")?;
+    ensure!(
+        out.status.success(),
+        "go list -m external-snapshotter/v8: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    ensure!(
+        dir.is_dir(),
+        "external-snapshotter/v8 not downloaded: run tests/testbed/build.sh upstream"
+    );
+    Ok(dir)
 }
 
 #[tokio::test]
