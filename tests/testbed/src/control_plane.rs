@@ -32,6 +32,32 @@ persistentvolume-protection-controller,\
 garbage-collector-controller,\
 namespace-controller";
 
+/// The controllers [`TestbedOptions::workloads`](crate::TestbedOptions)
+/// adds: ServiceAccounts and the root CA ConfigMap in every namespace (a
+/// pod's token volume needs both), Deployments, ReplicaSets, DaemonSets and
+/// PodDisruptionBudgets.
+pub const WORKLOAD_CONTROLLERS: &str = "serviceaccount-controller,\
+root-ca-certificate-publisher-controller,\
+deployment-controller,\
+replicaset-controller,\
+daemonset-controller,\
+disruption-controller";
+
+/// Arguments of kube-scheduler, running as admin, no leader election, no
+/// serving port.
+pub(crate) fn scheduler_args(kubeconfig: &Path) -> Vec<String> {
+    let kc = kubeconfig.display();
+    vec![
+        format!("--kubeconfig={kc}"),
+        format!("--authentication-kubeconfig={kc}"),
+        format!("--authorization-kubeconfig={kc}"),
+        "--authentication-skip-lookup=true".into(),
+        "--leader-elect=false".into(),
+        "--secure-port=0".into(),
+        "--v=2".into(),
+    ]
+}
+
 /// Ports chosen for one control plane, all on 127.0.0.1.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ports {

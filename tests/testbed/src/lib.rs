@@ -58,7 +58,7 @@ mod workload;
 
 pub use binaries::{BIN_ENV, CORE_BINARIES, NODE_BINARIES, build_command, build_script, repo_root};
 pub use cluster::{CONTROLLER_MANAGED_ATTACH, TOKEN_EXPIRATION_SECONDS};
-pub use control_plane::CONTROLLERS;
+pub use control_plane::{CONTROLLERS, WORKLOAD_CONTROLLERS};
 pub use delay_proxy::DelayProxy;
 pub use driver::{
     DEFAULT_DRIVER_NAME, DRIVER_READY_TIMEOUT, DriverHandle, DriverOptions, wait_for_socket,

@@ -46,6 +46,14 @@ pub struct TestbedOptions {
     /// `build.sh node`, and start kube-apiserver with the Node authorizer and
     /// kubelet client flags. Default false.
     pub node: bool,
+    /// Run in-cluster workloads as a Helm chart installs them (Deployments,
+    /// DaemonSets, pods using their ServiceAccount's token): the
+    /// ServiceAccount admission plugin on, kube-controller-manager also
+    /// running [`WORKLOAD_CONTROLLERS`](crate::WORKLOAD_CONTROLLERS) with the
+    /// root CA to publish, and kube-scheduler (built by
+    /// `tests/testbed/build-chart.sh`). Local mode only; a `$KUBECONFIG`
+    /// cluster has all of this. Default false.
+    pub workloads: bool,
 }
 
 impl Default for TestbedOptions {
@@ -57,6 +65,7 @@ impl Default for TestbedOptions {
             extra_apiserver_args: Vec::new(),
             extra_controller_manager_args: Vec::new(),
             node: false,
+            workloads: false,
         }
     }
 }
@@ -76,6 +85,15 @@ impl TestbedOptions {
         TestbedOptions {
             node: true,
             ..Default::default()
+        }
+    }
+
+    /// [`TestbedOptions::with_node`] plus [`TestbedOptions::workloads`]: a
+    /// node that runs Deployments and DaemonSets (e.g. a Helm chart's).
+    pub fn with_workloads() -> Self {
+        TestbedOptions {
+            workloads: true,
+            ..Self::with_node()
         }
     }
 }
@@ -230,6 +248,18 @@ impl Testbed {
             return Self::connect_external(inner, bin_dir, t0).await;
         }
         let bin_dir = binaries::locate(&binaries::CORE_BINARIES).await?;
+        if opts.workloads && !bin_dir.join("kube-scheduler").is_file() {
+            return Err(Error::MissingBinary {
+                name: "kube-scheduler".into(),
+                dir: bin_dir,
+                command: format!(
+                    "bash {}",
+                    crate::repo_root()
+                        .join("tests/testbed/build-chart.sh")
+                        .display()
+                ),
+            });
+        }
         if opts.node {
             // Same pins, same directory: build.sh keys both sets alike.
             let node_dir = binaries::locate_set("node", &binaries::NODE_BINARIES).await?;
@@ -319,6 +349,15 @@ impl Testbed {
                 &pki.admin_key,
             ));
         }
+        if opts.workloads {
+            // Pods get their ServiceAccount's token (the chart's sidecars
+            // authenticate with it).
+            for a in args.iter_mut() {
+                if a.starts_with("--disable-admission-plugins=") {
+                    *a = "--disable-admission-plugins=TaintNodesByCondition".into();
+                }
+            }
+        }
         args.extend(opts.extra_apiserver_args.iter().cloned());
         let apiserver_args = args.clone();
         let apiserver = Managed::spawn(
@@ -349,6 +388,14 @@ impl Testbed {
                 &admin_kubeconfig,
                 &run.join("pki"),
             );
+            if opts.workloads {
+                // --controllers accumulates: these join CONTROLLERS.
+                args.push(format!(
+                    "--controllers={}",
+                    control_plane::WORKLOAD_CONTROLLERS
+                ));
+                args.push(format!("--root-ca-file={}", pki.ca_cert.display()));
+            }
             args.extend(opts.extra_controller_manager_args.iter().cloned());
             let kcm = Managed::spawn(
                 "kube-controller-manager",
@@ -367,6 +414,17 @@ impl Testbed {
                 || control_plane::get_ok(&kcm_client, "/healthz"),
             )
             .await?;
+        }
+
+        if opts.workloads {
+            let scheduler = Managed::spawn(
+                "kube-scheduler",
+                &bin_dir.join("kube-scheduler"),
+                control_plane::scheduler_args(&admin_kubeconfig),
+                &[],
+                &logs.join("kube-scheduler.log"),
+            )?;
+            inner.track(scheduler);
         }
 
         let cluster = kubeconfig::local_cluster(ports.apiserver, &pki);
