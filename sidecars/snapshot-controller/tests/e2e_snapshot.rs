@@ -1,7 +1,8 @@
 //! End to end on the real control plane with upstream's snapshot CRDs:
 //! snapshot-controller under test (as a ServiceAccount with upstream's
-//! RBAC), upstream's csi-snapshotter v8.6.0 sidecar and our csi-provisioner
-//! in front of csi-testdriver.
+//! RBAC), our csi-snapshotter sidecar and our csi-provisioner in front of
+//! csi-testdriver (`CSI_E2E_SNAPSHOTTER_BIN=upstream` runs upstream's
+//! csi-snapshotter v8.6.0 instead, or a path names another binary).
 //!
 //! Scenarios: a dynamic snapshot of a Bound claim through the default
 //! class, ready; a claim restored from it; a snapshot with a Retain class; a
@@ -52,31 +53,43 @@ fn controller_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_snapshot-controller")))
 }
 
-/// Our csi-provisioner, built next to this test (`cargo test --workspace`
-/// builds it; alone: `cargo build -p external-provisioner --bin csi-provisioner`).
-fn provisioner_binary() -> anyhow::Result<PathBuf> {
+/// Another of our sidecars, built next to this test (`cargo test
+/// --workspace` builds every binary; alone: `cargo build -p <package> --bin
+/// <bin>`).
+fn our_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
         .and_then(|d| d.parent())
         .context("no target dir")?;
-    let path = dir.join("csi-provisioner");
+    let path = dir.join(bin);
     ensure!(
         path.is_file(),
-        "our csi-provisioner is not built at {}: run `cargo build -p external-provisioner --bin csi-provisioner`",
+        "our {bin} is not built at {}: run `cargo build -p {package} --bin {bin}`",
         path.display()
     );
     Ok(path)
 }
 
-/// The csi-snapshotter sidecar next to the controller:
-/// `CSI_E2E_SNAPSHOTTER_BIN`, else upstream's v8.6.0 from the test bed's
-/// bin dir, built with `build.sh upstream` when it is not there yet (CI
-/// builds only `core` and `node`; the build is cached).
+/// Our csi-provisioner.
+fn provisioner_binary() -> anyhow::Result<PathBuf> {
+    our_binary("external-provisioner", "csi-provisioner")
+}
+
+/// The csi-snapshotter sidecar next to the controller: ours, or with
+/// `CSI_E2E_SNAPSHOTTER_BIN` upstream's (`upstream`) or the named binary.
 async fn snapshotter_binary(tb: &Testbed) -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("CSI_E2E_SNAPSHOTTER_BIN") {
-        return Ok(PathBuf::from(p));
+    match std::env::var("CSI_E2E_SNAPSHOTTER_BIN").ok().as_deref() {
+        None | Some("") => our_binary("external-snapshotter", "csi-snapshotter"),
+        Some("upstream") => upstream_snapshotter(tb).await,
+        Some(path) => Ok(PathBuf::from(path)),
     }
+}
+
+/// Upstream's csi-snapshotter v8.6.0 from the test bed's bin dir, built
+/// with `build.sh upstream` when it is not there yet (CI builds only `core`
+/// and `node`; the build is cached).
+async fn upstream_snapshotter(tb: &Testbed) -> anyhow::Result<PathBuf> {
     let cached = tb.bin("csi-snapshotter");
     if cached.is_file() {
         return Ok(cached);
