@@ -1,5 +1,6 @@
-//! csi-snapshotter end to end on the real control plane, with upstream
-//! v8.6.0's snapshot-controller and our csi-provisioner: a Bound claim is
+//! csi-snapshotter end to end on the real control plane, with our
+//! snapshot-controller (`CSI_E2E_SNAPSHOT_CONTROLLER_BIN=upstream`: upstream
+//! v8.6.0's) and our csi-provisioner: a Bound claim is
 //! snapshotted and restored, a pre-provisioned snapshot is bound and
 //! deleted, and a driver that answers too late (CreateSnapshot deadline
 //! exceeded, a non-final error) recovers. `CSI_E2E_SNAPSHOTTER_BIN=<upstream

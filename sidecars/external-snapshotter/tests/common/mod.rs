@@ -1,6 +1,7 @@
 //! Setup shared by csi-snapshotter's end-to-end tests: the snapshot CRDs
-//! from upstream's client module, a namespace, the test driver, upstream
-//! v8.6.0's snapshot-controller under its own RBAC, our csi-provisioner
+//! from upstream's client module, a namespace, the test driver, our
+//! snapshot-controller (`CSI_E2E_SNAPSHOT_CONTROLLER_BIN=upstream` for
+//! upstream v8.6.0's) under upstream's RBAC for it, our csi-provisioner
 //! and the csi-snapshotter under test (ours, or the binary named by
 //! `CSI_E2E_SNAPSHOTTER_BIN`) under upstream's csi-snapshotter RBAC,
 //! talking to the driver through a [`DelayProxy`].
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 use csi_client::csi::v1::ListSnapshotsRequest;
 use csi_client::{ConnectOptions, Connection, LossPolicy};
 use k8s_openapi::api::core::v1::{
@@ -49,42 +50,82 @@ pub fn testing_ours() -> bool {
     std::env::var_os("CSI_E2E_SNAPSHOTTER_BIN").is_none()
 }
 
-/// Our csi-provisioner (`CSI_E2E_PROVISIONER_BIN` overrides it), built
-/// with the cargo running the tests: a test may not link another sidecar,
-/// only run it. The build names this package and the test bed too, so its
-/// feature set is the one `cargo test -p external-snapshotter` uses and the
-/// two builds do not undo each other's dependencies.
-pub fn provisioner_binary() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("CSI_E2E_PROVISIONER_BIN") {
-        return Ok(PathBuf::from(p));
-    }
+/// Our csi-provisioner and snapshot-controller, built with the cargo
+/// running the tests: a test may not link another sidecar, only run it. The
+/// build names this package and the test bed too, so its feature set is the
+/// one `cargo test -p external-snapshotter` uses and the two builds do not
+/// undo each other's dependencies. Built once per test process.
+fn our_binaries() -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    static BUILT: std::sync::OnceLock<Result<BTreeMap<String, PathBuf>, String>> =
+        std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| build_ours().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_ours() -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    const BINS: [&str; 2] = ["csi-provisioner", "snapshot-controller"];
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(testbed::repo_root())
         .args(["build", "--message-format=json-render-diagnostics"])
-        .args([
-            "-p",
-            "external-provisioner",
-            "-p",
-            "external-snapshotter",
-            "-p",
-            "testbed",
-        ])
-        .args(["--bin", "csi-provisioner"])
+        .args(["-p", "external-provisioner", "-p", "snapshot-controller"])
+        .args(["-p", "external-snapshotter", "-p", "testbed"])
+        .args(["--bin", BINS[0], "--bin", BINS[1]])
         .output()
-        .context("run cargo build -p external-provisioner")?;
+        .context("run cargo build of csi-provisioner and snapshot-controller")?;
     if !out.status.success() {
         bail!(
-            "cargo build -p external-provisioner --bin csi-provisioner failed: {}",
+            "cargo build --bin csi-provisioner --bin snapshot-controller failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    String::from_utf8_lossy(&out.stdout)
+    let built: BTreeMap<String, PathBuf> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "csi-provisioner")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("no csi-provisioner in cargo's output")
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter_map(|m| {
+            let name = m["target"]["name"].as_str()?.to_string();
+            let exe = m["executable"].as_str()?;
+            BINS.contains(&name.as_str())
+                .then(|| (name, PathBuf::from(exe)))
+        })
+        .collect();
+    for b in BINS {
+        ensure!(built.contains_key(b), "no {b} in cargo's output");
+    }
+    Ok(built)
+}
+
+/// Our csi-provisioner (`CSI_E2E_PROVISIONER_BIN` overrides it).
+pub fn provisioner_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("CSI_E2E_PROVISIONER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    Ok(our_binaries()?["csi-provisioner"].clone())
+}
+
+/// The snapshot-controller next to the sidecar: ours, or with
+/// `CSI_E2E_SNAPSHOT_CONTROLLER_BIN` upstream's from the test bed
+/// (`upstream`, built by `build.sh upstream`) or the named binary.
+pub fn controller_binary(tb: &Testbed) -> anyhow::Result<PathBuf> {
+    match std::env::var("CSI_E2E_SNAPSHOT_CONTROLLER_BIN")
+        .ok()
+        .as_deref()
+    {
+        None | Some("") => Ok(our_binaries()?["snapshot-controller"].clone()),
+        Some("upstream") => {
+            let bin = tb.bin("snapshot-controller");
+            ensure!(
+                bin.exists(),
+                "upstream's snapshot-controller is not in the test bed ({}): build it with `bash tests/testbed/build.sh upstream`",
+                bin.display()
+            );
+            Ok(bin)
+        }
+        Some(path) => Ok(PathBuf::from(path)),
+    }
 }
 
 /// A namespace with everything running.
@@ -152,13 +193,7 @@ pub async fn scenario(
         kc("csi-snapshotter").await?,
         kc("snapshot-controller").await?,
     );
-    let controller_bin = tb.bin("snapshot-controller");
-    if !controller_bin.exists() {
-        bail!(
-            "upstream's snapshot-controller is not in the test bed ({}): build it with `bash tests/testbed/build.sh upstream`",
-            controller_bin.display()
-        );
-    }
+    let controller_bin = controller_binary(tb)?;
     let controller = tb.spawn(
         "snapshot-controller",
         &controller_bin,
