@@ -1,5 +1,5 @@
 //! csi-attacher's command line: upstream v4.12.0's flags and defaults
-//! (contract B1, `kubernetes-csi/external-attacher:cmd/csi-attacher/main.go`),
+//! (`kubernetes-csi/external-attacher:cmd/csi-attacher/main.go`),
 //! plus the shared sidecar, retry and logging flags from the runtime crate.
 
 use std::collections::BTreeMap;

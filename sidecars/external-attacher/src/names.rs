@@ -1,4 +1,5 @@
-//! The names the attacher writes into the cluster (contract B3), identical
+//! The names the attacher writes into the cluster (upstream's
+//! `pkg/controller/util.go` and `cmd/csi-attacher/main.go`), identical
 //! to upstream so Go and Rust replicas recognise each other's objects.
 
 /// VolumeAttachment annotation recording the CSI node ID used for

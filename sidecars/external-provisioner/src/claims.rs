@@ -86,16 +86,7 @@ pub(crate) async fn reconcile_claim(
     let class = ctx.classes.get(&ObjectRef::new(&class_name));
     let uid = pvc.uid().unwrap_or_default();
     let logged = ctx.intents.is_recorded(&uid);
-    let decision = decide_claim(
-        &pvc,
-        class.as_deref(),
-        |name| {
-            ctx.own_writes
-                .exists(name, ctx.volumes.get(&ObjectRef::new(name)).is_some())
-        },
-        logged,
-        &ctx.cfg,
-    );
+    let decision = decide(&ctx, &pvc, class.as_deref(), logged);
     let decision = match decision {
         Ok(d) => d,
         Err(e) => {
@@ -180,6 +171,21 @@ pub(crate) async fn reconcile_claim(
     };
     ctx.backoff.reset(&key);
     Ok(action)
+}
+
+/// [`decide_claim`] with what the caches and our own writes say about the
+/// planned PV.
+fn decide(
+    ctx: &Context,
+    pvc: &PersistentVolumeClaim,
+    class: Option<&k8s_openapi::api::storage::v1::StorageClass>,
+    logged: bool,
+) -> Result<ClaimDecision, Error> {
+    let pv_exists = |name: &str| {
+        ctx.own_writes
+            .exists(name, ctx.volumes.get(&ObjectRef::new(name)).is_some())
+    };
+    decide_claim(pvc, class, pv_exists, logged, &ctx.cfg)
 }
 
 /// Events for a claim that could not even be planned (class parameters,
@@ -647,16 +653,7 @@ pub(crate) async fn undo_recorded(
         k8s_openapi::jiff::Timestamp::now(),
     ));
     let class = ctx.classes.get(&ObjectRef::new(&class_of(&pvc)));
-    let decision = decide_claim(
-        &pvc,
-        class.as_deref(),
-        |name| {
-            ctx.own_writes
-                .exists(name, ctx.volumes.get(&ObjectRef::new(name)).is_some())
-        },
-        true,
-        &ctx.cfg,
-    );
+    let decision = decide(ctx, &pvc, class.as_deref(), true);
     let decision = match decision {
         Ok(d) => d,
         Err(e) => {

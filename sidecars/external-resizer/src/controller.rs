@@ -24,7 +24,9 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::Value;
 use sidecar_runtime::backoff::PerObjectBackoff;
-use sidecar_runtime::controller::{Queue, Stop, cache_all, drain, reflect_all, refresh_gauges};
+use sidecar_runtime::controller::{
+    Queue, Stop, cache_all, drain, reflect_all, refresh_gauges, resync_every,
+};
 use sidecar_runtime::events::{EventQueue, EventType};
 use sidecar_runtime::own_writes::OwnWrites;
 use tracing::{debug, info, warn};
@@ -223,27 +225,14 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()> + Send + Sync 
     });
 
     // Upstream's informer resync: every claim is looked at again.
-    let resync_claims = claims.clone();
-    let resync = setup.resync;
-    let resync_loop = async move {
-        if resync.is_zero() {
-            return futures::future::pending::<()>().await;
+    let resync_loop = resync_every(claims.clone(), setup.resync, move |r| {
+        if resize_on {
+            let _ = resync_resize.unbounded_send(r.clone());
         }
-        loop {
-            tokio::time::sleep(resync).await;
-            let all = resync_claims.state();
-            debug!(claims = all.len(), "resync");
-            for pvc in all {
-                let r = ObjectRef::from_obj(pvc.as_ref());
-                if resize_on {
-                    let _ = resync_resize.unbounded_send(r.clone());
-                }
-                if modify_on {
-                    let _ = resync_modify.unbounded_send(r);
-                }
-            }
+        if modify_on {
+            let _ = resync_modify.unbounded_send(r);
         }
-    };
+    });
 
     let stop = Stop::new(shutdown);
     let workers = setup.workers;

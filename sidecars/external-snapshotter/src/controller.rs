@@ -25,7 +25,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use sidecar_runtime::backoff::PerObjectBackoff;
 use sidecar_runtime::controller::{
-    Queue, Stop, cache_all, drain, refresh_gauges, slim, watch_config,
+    Queue, Stop, cache_all, drain, refresh_gauges, resync_every, slim, watch_config,
 };
 use sidecar_runtime::events::{EventQueue, EventType};
 use sidecar_runtime::gofmt::{api_error, quote};
@@ -140,19 +140,9 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()> + Send + Sync 
             futures::future::ready(())
         });
 
-    let resync_store = contents.clone();
-    let resync = setup.resync;
-    let resync_loop = async move {
-        if resync.is_zero() {
-            return futures::future::pending::<()>().await;
-        }
-        loop {
-            tokio::time::sleep(resync).await;
-            for c in resync_store.state() {
-                let _ = resync_tx.unbounded_send(ObjectRef::from_obj(c.as_ref()));
-            }
-        }
-    };
+    let resync_loop = resync_every(contents.clone(), setup.resync, move |r| {
+        let _ = resync_tx.unbounded_send(r);
+    });
 
     let stop = Stop::new(shutdown);
     let q = ctx.queue.clone();

@@ -164,6 +164,31 @@ impl Queue {
     }
 }
 
+/// Upstream's informer resync: every `period`, each object in `store` is
+/// handed to `send` (typically a controller's `reconcile_on` channel), as
+/// client-go's resync re-delivers every cached object to the handlers. A zero
+/// `period` never resyncs (upstream's `--resync-period=0`). Runs until
+/// dropped.
+pub async fn resync_every<K>(
+    store: reflector::Store<K>,
+    period: Duration,
+    mut send: impl FnMut(reflector::ObjectRef<K>),
+) where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    if period.is_zero() {
+        return std::future::pending().await;
+    }
+    loop {
+        tokio::time::sleep(period).await;
+        let all = store.state();
+        debug!(objects = all.len(), "resync");
+        for obj in all {
+            send(reflector::ObjectRef::from_obj(obj.as_ref()));
+        }
+    }
+}
+
 /// Keeps the in-progress gauges (`workqueue_unfinished_work_seconds`,
 /// `workqueue_longest_running_processor_seconds`, `workqueue_depth`)
 /// current between events: recomputed every second, forever.

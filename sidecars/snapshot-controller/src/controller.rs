@@ -20,7 +20,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use sidecar_runtime::backoff::PerObjectBackoff;
-use sidecar_runtime::controller::{Queue, Stop, cache_all, drain, reflect_all};
+use sidecar_runtime::controller::{Queue, Stop, cache_all, drain, reflect_all, resync_every};
 use sidecar_runtime::events::{EventQueue, EventType};
 use sidecar_runtime::finalizers;
 use sidecar_runtime::gofmt::{api_error, quote};
@@ -187,22 +187,14 @@ pub async fn run(setup: Setup, shutdown: impl Future<Output = ()> + Send + Sync 
     });
 
     // Upstream's informer resync: everything is looked at again.
-    let resync = setup.resync;
-    let (rs, rc, stx, ctx_) = (snapshots.clone(), contents.clone(), snapshot_tx, content_tx);
-    let resync_loop = async move {
-        if resync.is_zero() {
-            return futures::future::pending::<()>().await;
-        }
-        loop {
-            tokio::time::sleep(resync).await;
-            for vs in rs.state() {
-                let _ = stx.unbounded_send(ObjectRef::from_obj(vs.as_ref()));
-            }
-            for c in rc.state() {
-                let _ = ctx_.unbounded_send(ObjectRef::from_obj(c.as_ref()));
-            }
-        }
-    };
+    let resync_loop = futures::future::join(
+        resync_every(snapshots.clone(), setup.resync, move |r| {
+            let _ = snapshot_tx.unbounded_send(r);
+        }),
+        resync_every(contents.clone(), setup.resync, move |r| {
+            let _ = content_tx.unbounded_send(r);
+        }),
+    );
 
     let stop = Stop::new(shutdown);
     let workers = setup.workers;
