@@ -70,11 +70,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<AttacherArgs, clap::Error> {
-        let argv: Vec<std::ffi::OsString> = std::iter::once("csi-attacher")
-            .chain(args.iter().copied())
-            .map(Into::into)
-            .collect();
-        sidecar_runtime::flags::try_parse_from::<AttacherArgs, _>(argv)
+        sidecar_runtime::flags::try_parse_args("csi-attacher", args)
     }
 
     #[test]

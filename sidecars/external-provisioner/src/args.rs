@@ -130,11 +130,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<ProvisionerArgs, clap::Error> {
-        let argv: Vec<std::ffi::OsString> = std::iter::once("csi-provisioner")
-            .chain(args.iter().copied())
-            .map(Into::into)
-            .collect();
-        sidecar_runtime::flags::try_parse_from::<ProvisionerArgs, _>(argv)
+        sidecar_runtime::flags::try_parse_args("csi-provisioner", args)
     }
 
     #[test]

@@ -65,11 +65,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<ResizerArgs, clap::Error> {
-        let argv: Vec<std::ffi::OsString> = std::iter::once("csi-resizer")
-            .chain(args.iter().copied())
-            .map(Into::into)
-            .collect();
-        sidecar_runtime::flags::try_parse_from::<ResizerArgs, _>(argv)
+        sidecar_runtime::flags::try_parse_args("csi-resizer", args)
     }
 
     #[test]

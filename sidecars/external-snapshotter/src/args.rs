@@ -117,11 +117,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<SnapshotterArgs, clap::Error> {
-        let argv: Vec<std::ffi::OsString> = std::iter::once("csi-snapshotter")
-            .chain(args.iter().copied())
-            .map(Into::into)
-            .collect();
-        sidecar_runtime::flags::try_parse_from::<SnapshotterArgs, _>(argv)
+        sidecar_runtime::flags::try_parse_args("csi-snapshotter", args)
     }
 
     #[test]

@@ -425,6 +425,19 @@ where
     T::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut cmd))
 }
 
+/// [`try_parse_from`] of `argv0` followed by `args`: a command line
+/// written out in a test or a caller, e.g.
+/// `try_parse_args::<Args>("csi-resizer", &["-v=5", "--timeout=30s"])`.
+///
+/// Errors: as [`try_parse_from`].
+pub fn try_parse_args<T: clap::Parser>(argv0: &str, args: &[&str]) -> Result<T, clap::Error> {
+    try_parse_from(
+        std::iter::once(argv0)
+            .chain(args.iter().copied())
+            .map(OsString::from),
+    )
+}
+
 /// Parses the process's command line into `T` (see [`try_parse_from`]).
 ///
 /// On `-h`/`--help` prints help to stdout and exits 0; on an unknown flag or a

@@ -149,11 +149,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<ControllerArgs, clap::Error> {
-        let argv: Vec<std::ffi::OsString> = std::iter::once("snapshot-controller")
-            .chain(args.iter().copied())
-            .map(Into::into)
-            .collect();
-        sidecar_runtime::flags::try_parse_from::<ControllerArgs, _>(argv)
+        sidecar_runtime::flags::try_parse_args("snapshot-controller", args)
     }
 
     #[test]
